@@ -1,0 +1,77 @@
+# Lifeboat. `make run` starts the control plane with its embedded defaults;
+# `make test` runs every test. Both install what they need themselves: Go
+# tools are built once into $(TOOLS) (outside the repo) and reused; Debian
+# packages (bind9, dnsutils, sqlite3) are installed with apt-get when missing
+# and the machine allows it.
+
+SHELL   := bash
+GO      ?= go
+TOOLS   ?= $(HOME)/.cache/lifeboat-tools
+TOOLBIN := $(TOOLS)/bin
+SQLC    := $(TOOLBIN)/sqlc
+STATICCHECK := $(TOOLBIN)/staticcheck
+SQLC_VERSION := v1.31.1
+STATICCHECK_VERSION := v0.8.2
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Every package of every module of the workspace.
+PKGS    := lifeboat.dev/...
+TESTFLAGS ?= -p 2 -timeout 30m
+DATA    ?= .data
+
+export LIFEBOAT_SQLC := $(SQLC)
+
+.PHONY: all build run test test-short gen gen-check lint bench tools deps clean
+
+all: build
+
+build: bin/lifeboat
+
+bin/lifeboat: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeboat ./tools/lifeboat
+
+FORCE:
+
+## run: the control plane, every service, embedded NATS on 127.0.0.1:4222,
+## status on http://127.0.0.1:9180, data under ./.data
+run: build
+	./bin/lifeboat up --data $(DATA)
+
+## test: every test of every module, with the real parts they need
+test: tools deps
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## gen: sqlc query code and the events' JSON Schemas
+gen: $(SQLC)
+	$(SQLC) generate
+	cd events && $(GO) generate ./...
+
+## lint: gofmt, go vet, staticcheck
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+
+## bench: Go benchmarks and peers, JSON report in bench/out/
+bench: build tools deps
+	mkdir -p bench/out
+	$(GO) run ./bench -out bench/out -lifeboat bin/lifeboat
+
+tools: $(SQLC)
+
+$(SQLC):
+	@mkdir -p $(TOOLBIN)
+	@echo "building sqlc $(SQLC_VERSION) into $(TOOLBIN) (once; about 2 minutes)"
+	cd /tmp && GOBIN=$(TOOLBIN) CGO_ENABLED=1 GOFLAGS= $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+$(STATICCHECK):
+	@mkdir -p $(TOOLBIN)
+	cd /tmp && GOBIN=$(TOOLBIN) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## deps: the real servers and CLIs the tests drive (BIND, dig, sqlite3)
+deps:
+	@bash .ci/deps.sh
+
+clean:
+	rm -rf bin bench/out $(DATA)

@@ -1,0 +1,80 @@
+// Command bench measures Lifeboat against the bars of DESIGN §5 and writes a
+// JSON report per area to -out (bench/out/ from `make bench`), with peers
+// measured in the same run on the same machine, and a summary on stdout.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// Report is one area's results.
+type Report struct {
+	Area      string          `json:"area"`
+	Host      string          `json:"host"`
+	CPUs      int             `json:"cpus"`
+	GoVersion string          `json:"go_version"`
+	Started   time.Time       `json:"started"`
+	Results   map[string]any  `json:"results"`
+	Targets   map[string]any  `json:"targets"`
+	Verdicts  map[string]bool `json:"verdicts"`
+}
+
+func newReport(area string) *Report {
+	host, _ := os.Hostname()
+	return &Report{Area: area, Host: host, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Started: time.Now().UTC(),
+		Results: map[string]any{}, Targets: map[string]any{}, Verdicts: map[string]bool{}}
+}
+
+func main() {
+	out := flag.String("out", "bench/out", "directory for the JSON reports")
+	bin := flag.String("lifeboat", "bin/lifeboat", "the lifeboat binary (for start-up time)")
+	events := flag.Int("events", 100000, "events in the consume benchmark's backlog")
+	flag.Parse()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fail(err)
+	}
+	reports := []*Report{}
+	r, err := benchEvents(*events)
+	if err != nil {
+		fail(fmt.Errorf("events: %w", err))
+	}
+	if err := benchStartup(r, *bin); err != nil {
+		fail(fmt.Errorf("startup: %w", err))
+	}
+	reports = append(reports, r)
+	for _, r := range reports {
+		path := filepath.Join(*out, r.Area+".json")
+		b, _ := json.MarshalIndent(r, "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			fail(err)
+		}
+		summarize(r, path)
+	}
+}
+
+func summarize(r *Report, path string) {
+	fmt.Printf("== %s (%s)\n", r.Area, path)
+	for k, v := range r.Results {
+		fmt.Printf("  %-40s %v\n", k, v)
+	}
+	for k, ok := range r.Verdicts {
+		mark := "MEETS"
+		if !ok {
+			mark = "MISSES"
+		}
+		fmt.Printf("  %-6s %s (target %v)\n", mark, k, r.Targets[k])
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,184 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"lifeboat.dev/events"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// lifeboatBinary builds bin/lifeboat once for the package's tests.
+func lifeboatBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lifeboat-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "lifeboat")
+		cmd := exec.Command("go", "build", "-o", binPath, "./tools/lifeboat")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer collects a subprocess's output safely.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM is the foundation's
+// "done when" as an operator would check it, against the real binary: a
+// plain `nats pub` of a HostDown is handled, a broken one is dead-lettered
+// with a reason while lifeboat keeps running, and SIGTERM stops it cleanly.
+func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
+	bin := lifeboatBinary(t)
+	listen := freeAddr(t)
+	data := t.TempDir()
+	var logs lockedBuffer
+	cmd := exec.Command(bin, "up", "--data", data, "--nats-listen", listen, "--http", freeAddr(t), "--host", "it-host")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	})
+	var nc *nats.Conn
+	waitFor(t, 30*time.Second, func() (err error) {
+		nc, err = nats.Connect("nats://" + listen)
+		return err
+	})
+	defer nc.Close()
+	waitFor(t, 30*time.Second, func() error {
+		_, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "status"), nil, time.Second)
+		return err
+	})
+	js, _ := jetstream.New(nc)
+	names := js.StreamNames(context.Background())
+	var streams []string
+	for n := range names.Name() {
+		streams = append(streams, n)
+	}
+	if strings.Join(streams, ",") == "" || len(streams) != 3 {
+		t.Fatalf("streams %v, want LIFEBOAT_EVENTS, LIFEBOAT_COMMANDS, LIFEBOAT_DLQ", streams)
+	}
+
+	// Exactly what `nats pub` sends: a body and no headers.
+	if err := nc.Publish("lifeboat.event.host.down", []byte(`{"host":"h1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("lifeboat.event.host.down", []byte(`not json`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, func() error {
+		m, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "hosts"), nil, time.Second)
+		if err != nil {
+			return err
+		}
+		var hosts []struct{ Host, State string }
+		if err := json.Unmarshal(m.Data, &hosts); err != nil {
+			return fmt.Errorf("%s: %v", m.Data, err)
+		}
+		for _, h := range hosts {
+			if h.Host == "h1" && h.State == "down" {
+				return nil
+			}
+		}
+		return fmt.Errorf("h1 not down in %s", m.Data)
+	})
+	waitFor(t, 15*time.Second, func() error {
+		out, err := exec.Command(bin, "events", "dlq", "--nats", "nats://"+listen).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(string(out), "not JSON") || !strings.Contains(string(out), `"not json"`) {
+			return fmt.Errorf("dlq shows:\n%s", out)
+		}
+		return nil
+	})
+	// Still running, still answering.
+	if _, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "status"), nil, 2*time.Second); err != nil {
+		t.Fatalf("lifeboat stopped answering after a bad message: %v\n%s", err, logs.String())
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("lifeboat up exited with %v after SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("lifeboat up did not stop within 30s of SIGTERM\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("no shutdown message in the log:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,273 @@
+// Package bus connects a lifeboat process to NATS JetStream: an embedded
+// server by default, or an external cluster. It provisions the three streams
+// of DESIGN §2 and carries events through Watermill publishers and
+// subscribers (see watermill.go).
+package bus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options say where the bus is. With no URLs an embedded server is started.
+type Options struct {
+	// URLs of an external NATS cluster; empty means embedded.
+	URLs []string
+	// Listen is the embedded server's client address (host:port).
+	Listen string
+	// DataDir holds the embedded server's JetStream file store.
+	DataDir string
+	// ServerName names the embedded server (defaults to the host name).
+	ServerName string
+	// Credentials is a NATS .creds file (JWT and NKey seed).
+	Credentials string
+	// NKey is a file holding an NKey seed.
+	NKey string
+	// TLS for an external cluster: CA to verify the servers, and a client
+	// certificate and key when the servers require one.
+	TLSCA, TLSCert, TLSKey string
+	// Replicas of each stream: 1 embedded, 3 in a cluster.
+	Replicas int
+	// DedupeWindow is JetStream's duplicate window on LIFEBOAT_EVENTS and
+	// LIFEBOAT_COMMANDS: a Nats-Msg-Id seen within it is dropped.
+	DedupeWindow time.Duration
+	// EventsMaxAge bounds how long events are kept in LIFEBOAT_EVENTS.
+	EventsMaxAge time.Duration
+	// DLQMaxAge bounds how long dead letters are kept.
+	DLQMaxAge time.Duration
+	// ClientName identifies the connection in the server's monitoring.
+	ClientName string
+	// Logger receives connection and server messages.
+	Logger *slog.Logger
+}
+
+// NewOptions returns the defaults: an embedded server on 127.0.0.1:4222.
+func NewOptions() Options {
+	return Options{
+		Listen:       "127.0.0.1:4222",
+		Replicas:     1,
+		DedupeWindow: 2 * time.Minute,
+		EventsMaxAge: 7 * 24 * time.Hour,
+		DLQMaxAge:    30 * 24 * time.Hour,
+		ClientName:   "lifeboat",
+		Logger:       slog.Default(),
+	}
+}
+
+// Bus is a connection to JetStream, and the embedded server when there is one.
+type Bus struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Server *server.Server // nil for an external cluster
+	opts   Options
+}
+
+// Connect starts the embedded server (when opts.URLs is empty) or dials the
+// external cluster, retrying with backoff until ctx ends, and provisions the
+// streams.
+func Connect(ctx context.Context, opts Options) (*Bus, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	b := &Bus{opts: opts}
+	var urls string
+	if len(opts.URLs) == 0 {
+		ns, err := StartEmbedded(opts)
+		if err != nil {
+			return nil, err
+		}
+		b.Server = ns
+		urls = ns.ClientURL()
+	} else {
+		urls = strings.Join(opts.URLs, ",")
+	}
+	nc, err := dial(ctx, urls, opts)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.NC = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.JS = js
+	if err := b.EnsureStreams(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close drains the connection and shuts the embedded server down.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		_ = b.NC.Drain()
+		for i := 0; i < 100 && !b.NC.IsClosed(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.NC.Close()
+	}
+	if b.Server != nil {
+		b.Server.Shutdown()
+		b.Server.WaitForShutdown()
+	}
+}
+
+// ClientURL is the URL other NATS clients (the nats CLI) can use.
+func (b *Bus) ClientURL() string {
+	if b.Server != nil {
+		return b.Server.ClientURL()
+	}
+	return b.NC.ConnectedUrlRedacted()
+}
+
+// StartEmbedded starts a JetStream-enabled NATS server on opts.Listen with its
+// file store under opts.DataDir/nats.
+func StartEmbedded(opts Options) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded NATS listen address %q: %w (want host:port, e.g. 127.0.0.1:4222)", opts.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded NATS listen port %q is not a number", portStr)
+	}
+	if port != server.RANDOM_PORT {
+		// nats-server only logs a failed bind; check first so the operator
+		// is told which port is taken and how to change it.
+		l, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
+		}
+		l.Close()
+	}
+	name := opts.ServerName
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	sopts := &server.Options{
+		ServerName: name,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(opts.DataDir, "nats"),
+		NoSigs:     true,
+		// Keep lifeboat's streams within what one machine can hold.
+		JetStreamMaxStore:  -1,
+		JetStreamMaxMemory: -1,
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{l: opts.Logger.With("component", "nats-server")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
+	}
+	return ns, nil
+}
+
+// dial connects to urls, retrying with exponential backoff (up to 30 s
+// between attempts) while the servers cannot be reached, until ctx ends.
+func dial(ctx context.Context, urls string, opts Options) (*nats.Conn, error) {
+	nopts := []nats.Option{
+		nats.Name(opts.ClientName),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				opts.Logger.Warn("nats disconnected", slog.String("error", err.Error()))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			opts.Logger.Info("nats reconnected", slog.String("url", nc.ConnectedUrlRedacted()))
+		}),
+	}
+	if opts.Credentials != "" {
+		nopts = append(nopts, nats.UserCredentials(opts.Credentials))
+	}
+	if opts.NKey != "" {
+		o, err := nats.NkeyOptionFromSeed(opts.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("bus: nkey seed file %s: %w", opts.NKey, err)
+		}
+		nopts = append(nopts, o)
+	}
+	if opts.TLSCA != "" || opts.TLSCert != "" {
+		cfg, err := tlsConfig(opts)
+		if err != nil {
+			return nil, err
+		}
+		nopts = append(nopts, nats.Secure(cfg))
+	}
+	wait := 500 * time.Millisecond
+	for {
+		nc, err := nats.Connect(urls, nopts...)
+		if err == nil {
+			return nc, nil
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) {
+			return nil, fmt.Errorf("bus: NATS at %s refused our credentials: %w (check --nats-creds / --nats-nkey)", urls, err)
+		}
+		opts.Logger.Warn("cannot reach NATS; retrying",
+			slog.String("urls", urls), slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: cannot reach NATS at %s: %w (is the cluster up? check --nats)", urls, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+func tlsConfig(opts Options) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.TLSCA != "" {
+		pem, err := os.ReadFile(opts.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("bus: TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("bus: TLS CA %s holds no PEM certificate", opts.TLSCA)
+		}
+		cfg.RootCAs = pool
+	}
+	if opts.TLSCert != "" || opts.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("bus: TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// natsLogger routes nats-server's log lines to slog. Fatalf must not exit
+// the process: lifeboat reports the failure itself.
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any)  {}

@@ -1,0 +1,152 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/telemetry"
+)
+
+// CloudEvents binary-mode headers for NATS (DESIGN §2), and lifeboat's own.
+const (
+	HeaderSpecVersion = "ce-specversion"
+	HeaderID          = "ce-id"
+	HeaderType        = "ce-type"
+	HeaderSource      = "ce-source"
+	HeaderTime        = "ce-time"
+	HeaderContentType = "content-type"
+	HeaderMsgID       = "Nats-Msg-Id"
+	// HeaderDLQReason says why a message was dead-lettered.
+	HeaderDLQReason = "Lifeboat-Dlq-Reason"
+	// HeaderDLQSubject, HeaderDLQStreamSeq and HeaderDLQConsumer say where a
+	// dead letter came from.
+	HeaderDLQSubject   = "Lifeboat-Dlq-Subject"
+	HeaderDLQStreamSeq = "Lifeboat-Dlq-Stream-Seq"
+	HeaderDLQConsumer  = "Lifeboat-Dlq-Consumer"
+	HeaderDLQDelivered = "Lifeboat-Dlq-Delivered"
+)
+
+// Metadata keys the subscriber adds to every Watermill message; they come
+// from JetStream, not from the publisher, so they start with an underscore
+// and are never copied into published headers.
+const (
+	MetaSubject   = "_subject"
+	MetaStreamSeq = "_stream_seq"
+	MetaDelivered = "_delivered"
+	MetaStream    = "_stream"
+	MetaTimestamp = "_timestamp"
+)
+
+// Envelope is one event or command ready to publish: its subject, its
+// CloudEvents headers and its JSON body.
+type Envelope struct {
+	ID      string
+	Subject string
+	Header  map[string][]string
+	Body    []byte
+}
+
+// NewEnvelope wraps ev (a struct from the events catalog) with a new id, the
+// CloudEvents headers and the trace context of ctx. source names the sender,
+// e.g. "lifeboat/host-1/backup-scheduler".
+func NewEnvelope(ctx context.Context, source string, ev any) (Envelope, error) {
+	t, ok := events.TypeOf(ev)
+	if !ok {
+		return Envelope{}, fmt.Errorf("bus: %T is not in the events catalog", ev)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("bus: encode %s: %w", t.Name, err)
+	}
+	if err := events.Validate(t, body); err != nil {
+		return Envelope{}, fmt.Errorf("bus: refusing to send an invalid %s: %w", t.Name, err)
+	}
+	subject := t.Subject
+	if t.Kind == events.Heartbeat {
+		hb, _ := ev.(*events.HostHeartbeat)
+		if hb == nil {
+			if v, ok := ev.(events.HostHeartbeat); ok {
+				hb = &v
+			}
+		}
+		subject = events.HeartbeatSubject(hb.Host)
+	}
+	return NewRawEnvelope(ctx, source, t.CEType, subject, body), nil
+}
+
+// NewRawEnvelope is NewEnvelope for a body that is already JSON.
+func NewRawEnvelope(ctx context.Context, source, ceType, subject string, body []byte) Envelope {
+	id := newID()
+	h := map[string][]string{
+		HeaderSpecVersion: {"1.0"},
+		HeaderID:          {id},
+		HeaderType:        {ceType},
+		HeaderSource:      {source},
+		HeaderTime:        {time.Now().UTC().Format(time.RFC3339Nano)},
+		HeaderContentType: {"application/json"},
+		HeaderMsgID:       {id},
+	}
+	// A producer span marks the message's creation; the consumer's span
+	// becomes its child, so an incident's events share one trace.
+	ctx, span := telemetry.StartProducerSpan(ctx, subject, id)
+	telemetry.InjectHeaders(ctx, h)
+	span.End()
+	return Envelope{ID: id, Subject: subject, Header: h, Body: body}
+}
+
+// Message turns the envelope into a Watermill message for a Publisher.
+func (e Envelope) Message() *message.Message {
+	m := message.NewMessage(e.ID, e.Body)
+	for k, v := range e.Header {
+		if len(v) > 0 {
+			m.Metadata.Set(k, v[0])
+		}
+	}
+	return m
+}
+
+// newID returns a time-ordered UUID (v7), so ids sort by creation.
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Delivery is a consumed message as a handler sees it.
+type Delivery struct {
+	// ID is the CloudEvents id, or "<stream>-<seq>" for a header-less message
+	// published by an outside client.
+	ID        string
+	Subject   string
+	Stream    string
+	StreamSeq uint64
+	Delivered uint64 // how many times JetStream delivered it, from 1
+	Header    map[string]string
+	Body      []byte
+	Msg       *message.Message
+}
+
+// DeliveryOf reads what the Subscriber put in a Watermill message's metadata.
+func DeliveryOf(m *message.Message) Delivery {
+	seq, _ := strconv.ParseUint(m.Metadata.Get(MetaStreamSeq), 10, 64)
+	n, _ := strconv.ParseUint(m.Metadata.Get(MetaDelivered), 10, 64)
+	return Delivery{
+		ID:        m.UUID,
+		Subject:   m.Metadata.Get(MetaSubject),
+		Stream:    m.Metadata.Get(MetaStream),
+		StreamSeq: seq,
+		Delivered: n,
+		Header:    m.Metadata,
+		Body:      m.Payload,
+		Msg:       m,
+	}
+}

@@ -1,0 +1,248 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/internal/faults"
+	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/pkg/telemetry"
+)
+
+// outcome is what becomes of one message of a batch once the batch commits.
+type outcome int
+
+const (
+	outcomeAck        outcome = iota // applied, or a duplicate
+	outcomeDuplicate                 // already in the inbox: ack
+	outcomeRetry                     // handler failed: redeliver after backoff
+	outcomeDeadLetter                // cannot ever be handled: dead-letter, then ack
+)
+
+var outcomeNames = [...]string{telemetry.OutcomeOK, telemetry.OutcomeDuplicate, telemetry.OutcomeError, telemetry.OutcomeDeadLetter}
+
+// consume reads s's channel until ctx ends, committing greedy batches: it
+// waits for one message, takes whatever else is already waiting up to the
+// batch size, and applies them in one transaction.
+func (rt *Runtime) consume(ctx context.Context, s Subscription, ch <-chan *message.Message) {
+	batch := make([]*message.Message, 0, rt.Deps.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			batch = append(batch, m)
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case m, ok := <-ch:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		// The batch in flight is finished even when shutdown has begun.
+		rt.handleBatch(context.WithoutCancel(ctx), s, batch)
+	}
+}
+
+type result struct {
+	outcome outcome
+	reason  string
+	class   string // for dead letters
+}
+
+func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*message.Message) {
+	results := make([]result, len(msgs))
+	b, err := rt.DB.Begin(ctx)
+	if err != nil {
+		rt.Logger.Error("cannot begin a transaction; messages will be redelivered", slog.String("error", err.Error()))
+		for _, m := range msgs {
+			m.Nack()
+		}
+		return
+	}
+	durable := bus.DurableName(rt.Spec.Name, s.Subject)
+	for i, wm := range msgs {
+		results[i] = rt.handleOne(ctx, b, s, durable, wm)
+	}
+	if err := b.Commit(); err != nil {
+		rt.Logger.Error("commit failed; the batch will be redelivered", slog.String("error", err.Error()))
+		for i, m := range msgs {
+			if results[i].outcome != outcomeDeadLetter {
+				m.Nack()
+				continue
+			}
+			rt.deadLetter(ctx, durable, m, results[i])
+		}
+		return
+	}
+	faults.Point("service.after-commit")
+	if rt.Deps.AfterCommit != nil {
+		ds := make([]bus.Delivery, len(msgs))
+		for i, m := range msgs {
+			ds[i] = bus.DeliveryOf(m)
+		}
+		rt.Deps.AfterCommit(rt.Spec.Name, ds)
+	}
+	for i, m := range msgs {
+		r := results[i]
+		if rt.Deps.Telemetry != nil {
+			rt.Deps.Telemetry.Handled(rt.Spec.Name, m.Metadata.Get(bus.MetaSubject), outcomeNames[r.outcome])
+		}
+		switch r.outcome {
+		case outcomeAck, outcomeDuplicate:
+			m.Ack()
+		case outcomeRetry:
+			m.Nack()
+		case outcomeDeadLetter:
+			rt.deadLetter(ctx, durable, m, r)
+		}
+	}
+}
+
+// handleOne validates one message and applies it within batch b.
+func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription, durable string, wm *message.Message) (res result) {
+	d := bus.DeliveryOf(wm)
+	start := time.Now()
+	ctx, span := telemetry.StartConsumerSpan(ctx, headerOf(wm), d.Subject, durable, d.ID)
+	defer func() {
+		if res.outcome == outcomeRetry || res.outcome == outcomeDeadLetter {
+			telemetry.RecordError(span, errors.New(res.reason))
+		}
+		span.End()
+		if rt.Deps.Telemetry != nil {
+			rt.Deps.Telemetry.HandleSeconds.WithLabelValues(rt.Spec.Name).Observe(time.Since(start).Seconds())
+		}
+	}()
+	t, ev, err := decode(d)
+	if err != nil {
+		return result{outcomeDeadLetter, err.Error(), classOf(err)}
+	}
+	m := Message{Delivery: d, Type: t, Event: ev}
+	applied, err := b.Apply(ctx, d.ID, d.Subject, func(tx *store.Tx) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				rt.Logger.Error("handler panicked", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				err = fmt.Errorf("handler panicked: %v", p)
+			}
+		}()
+		return s.Handle(ctx, tx, m)
+	})
+	switch {
+	case err != nil:
+		max := rt.Deps.Consumer(rt.Spec.Name).MaxDeliver
+		if max > 0 && int(d.Delivered) >= max {
+			return result{outcomeDeadLetter, fmt.Sprintf("handler failed on delivery %d of %d: %v", d.Delivered, max, err), classHandler}
+		}
+		rt.Logger.WarnContext(ctx, "handler failed; will retry", slog.String("subject", d.Subject), slog.String("id", d.ID),
+			slog.Uint64("delivery", d.Delivered), slog.String("error", err.Error()))
+		return result{outcome: outcomeRetry, reason: err.Error()}
+	case !applied:
+		return result{outcome: outcomeDuplicate}
+	}
+	return result{outcome: outcomeAck}
+}
+
+// decode finds the message's type from its subject (the ce-type header, when
+// present, must agree) and validates and decodes its body.
+func decode(d bus.Delivery) (events.Type, any, error) {
+	t, ok := events.BySubject(d.Subject)
+	if !ok {
+		return t, nil, &errClass{classUnknownType, fmt.Errorf("unknown type: subject %q is not in the events catalog", d.Subject)}
+	}
+	if ce := d.Header[bus.HeaderType]; ce != "" && ce != t.CEType {
+		return t, nil, &errClass{classTypeMismatch, fmt.Errorf("ce-type %q does not match subject %q (want %q)", ce, d.Subject, t.CEType)}
+	}
+	ev, err := events.Decode(t, d.Body)
+	if err != nil {
+		return t, nil, err
+	}
+	return t, ev, nil
+}
+
+// deadLetter publishes a copy of m to lifeboat.dlq.<service> with the reason
+// in a header, and acks m only once JetStream holds the copy: a dead letter
+// is never lost.
+func (rt *Runtime) deadLetter(ctx context.Context, durable string, m *message.Message, r result) {
+	reason := r.reason
+	d := bus.DeliveryOf(m)
+	dl := message.NewMessage("dlq-"+rt.Spec.Name+"-"+d.Stream+"-"+strconv.FormatUint(d.StreamSeq, 10), m.Payload)
+	for k, v := range m.Metadata {
+		dl.Metadata.Set(k, v)
+	}
+	dl.Metadata.Set(bus.HeaderDLQReason, reason)
+	dl.Metadata.Set(bus.HeaderDLQSubject, d.Subject)
+	dl.Metadata.Set(bus.HeaderDLQStreamSeq, strconv.FormatUint(d.StreamSeq, 10))
+	dl.Metadata.Set(bus.HeaderDLQConsumer, durable)
+	dl.Metadata.Set(bus.HeaderDLQDelivered, strconv.FormatUint(d.Delivered, 10))
+	dl.SetContext(ctx)
+	if err := rt.Publisher.Publish(events.DLQSubject(rt.Spec.Name), dl); err != nil {
+		rt.Logger.Error("dead-letter publish failed; the message will be redelivered", slog.String("subject", d.Subject), slog.String("error", err.Error()))
+		m.Nack()
+		return
+	}
+	rt.Logger.Warn("message dead-lettered", slog.String("subject", d.Subject), slog.String("id", d.ID), slog.String("reason", reason))
+	rt.mu.Lock()
+	rt.dead++
+	rt.mu.Unlock()
+	if rt.Deps.Telemetry != nil {
+		rt.Deps.Telemetry.DeadLetters.WithLabelValues(rt.Spec.Name, r.class).Inc()
+	}
+	m.Ack()
+}
+
+// Dead-letter classes: the bounded label set of the dead-letter metric.
+const (
+	classUnknownType  = "unknown_type"
+	classTypeMismatch = "type_mismatch"
+	classNotJSON      = "not_json"
+	classSchema       = "schema_invalid"
+	classHandler      = "handler_failed"
+)
+
+// errClass wraps a dead-letter reason with its class.
+type errClass struct {
+	class string
+	err   error
+}
+
+func (e *errClass) Error() string { return e.err.Error() }
+func (e *errClass) Unwrap() error { return e.err }
+
+func classOf(err error) string {
+	var ec *errClass
+	switch {
+	case errors.As(err, &ec):
+		return ec.class
+	case errors.Is(err, events.ErrNotJSON):
+		return classNotJSON
+	default:
+		return classSchema
+	}
+}
+
+func headerOf(m *message.Message) map[string][]string {
+	h := make(map[string][]string, len(m.Metadata))
+	for k, v := range m.Metadata {
+		h[k] = []string{v}
+	}
+	return h
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"lifeboat.dev/pkg/internal/faults"
+	"lifeboat.dev/pkg/store/internal/db"
+)
+
+// Relay publishes a database's outbox: in order, each row with Nats-Msg-Id
+// set to its event id, removing a row only after JetStream acknowledged it.
+// A crash after the PubAck and before the removal republishes the row; the
+// stream's duplicate window and the consumers' inboxes drop the copy.
+type Relay struct {
+	db     *DB
+	pub    message.Publisher
+	logger *slog.Logger
+	// Batch is how many rows are published per round trip.
+	Batch int
+	// Poll is how often the outbox is looked at without a wake-up (events
+	// emitted by another process on the same file, retries after errors).
+	Poll time.Duration
+	// InboxKeep is how long consumed ids stay in the inbox.
+	InboxKeep time.Duration
+}
+
+// NewRelay returns a relay for d's outbox.
+func NewRelay(d *DB, pub message.Publisher, logger *slog.Logger) *Relay {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Relay{db: d, pub: pub, logger: logger, Batch: 512, Poll: time.Second, InboxKeep: 7 * 24 * time.Hour}
+}
+
+// Run publishes until ctx ends, then flushes what is left for up to five
+// seconds so that a clean shutdown leaves an empty outbox.
+func (r *Relay) Run(ctx context.Context) {
+	lastPrune := time.Time{}
+	backoff := r.Poll
+	for {
+		_, err := r.Flush(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.logger.Warn("outbox relay: publish failed; will retry", slog.String("db", r.db.Path), slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+		}
+		if time.Since(lastPrune) > time.Hour {
+			lastPrune = time.Now()
+			if n, err := db.New(r.db.W).InboxPrune(ctx, time.Now().Add(-r.InboxKeep).UnixMilli()); err == nil && n > 0 {
+				r.logger.Debug("inbox pruned", slog.Int64("rows", n))
+			}
+		}
+		wait := r.Poll
+		if err != nil {
+			wait, backoff = backoff, min(backoff*2, 30*time.Second)
+		} else {
+			backoff = r.Poll
+		}
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if _, err := r.Flush(fctx); err != nil {
+				r.logger.Warn("outbox relay: rows left unpublished at shutdown; they are published at the next start",
+					slog.String("db", r.db.Path), slog.String("error", err.Error()))
+			}
+			cancel()
+			return
+		case <-r.db.notify:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Flush publishes every row in the outbox now and returns how many it
+// published.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	q := db.New(r.db.W)
+	total := 0
+	for {
+		rows, err := q.OutboxNext(ctx, int64(r.Batch))
+		if err != nil {
+			return total, fmt.Errorf("outbox: read: %w", err)
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		// Publish runs of the same subject together, in outbox order.
+		for start := 0; start < len(rows); {
+			end := start + 1
+			for end < len(rows) && rows[end].Subject == rows[start].Subject {
+				end++
+			}
+			msgs := make([]*message.Message, 0, end-start)
+			for _, row := range rows[start:end] {
+				m, err := rowMessage(ctx, row)
+				if err != nil {
+					return total, err
+				}
+				msgs = append(msgs, m)
+			}
+			if err := r.pub.Publish(rows[start].Subject, msgs...); err != nil {
+				return total, err
+			}
+			faults.Point("store.relay.after-puback")
+			if err := r.remove(ctx, rows[start:end]); err != nil {
+				return total, err
+			}
+			total += end - start
+			start = end
+		}
+	}
+}
+
+func (r *Relay) remove(ctx context.Context, rows []db.Outbox) error {
+	tx, err := r.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: remove: %w", err)
+	}
+	q := db.New(tx)
+	for _, row := range rows {
+		if err := q.OutboxDelete(ctx, row.Seq); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("outbox: remove: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: remove: %w", err)
+	}
+	return nil
+}
+
+func rowMessage(ctx context.Context, row db.Outbox) (*message.Message, error) {
+	var h map[string][]string
+	if err := json.Unmarshal([]byte(row.Headers), &h); err != nil {
+		return nil, fmt.Errorf("outbox: row %d (%s) has unreadable headers: %w", row.Seq, row.ID, err)
+	}
+	m := message.NewMessage(row.ID, row.Body)
+	for k, v := range h {
+		if len(v) > 0 {
+			m.Metadata.Set(k, v[0])
+		}
+	}
+	m.SetContext(ctx)
+	return m, nil
+}
+
+// Pending counts the rows waiting in the outbox.
+func (d *DB) Pending(ctx context.Context) (int64, error) {
+	return db.New(d.R).OutboxCount(ctx)
+}
+
+// Handled counts the ids in the inbox.
+func (d *DB) Handled(ctx context.Context) (int64, error) {
+	return db.New(d.R).InboxCount(ctx)
+}

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/store/internal/db"
+)
+
+// Tx is a write transaction. Everything a handler does through it — its
+// state change and the events it emits — commits or rolls back together.
+type Tx struct {
+	*sql.Tx
+	db      *DB
+	q       *db.Queries
+	emitted int
+}
+
+// Emit queues ev (a struct from the events catalog) in the outbox; the relay
+// publishes it after the transaction commits. The event carries the trace
+// context of ctx, so it continues the trace of whatever caused it.
+func (tx *Tx) Emit(ctx context.Context, ev any) (id string, err error) {
+	env, err := bus.NewEnvelope(ctx, tx.db.Source, ev)
+	if err != nil {
+		return "", fmt.Errorf("store: emit: %w", err)
+	}
+	return env.ID, tx.EmitEnvelope(ctx, env)
+}
+
+// EmitEnvelope queues an envelope that is already built.
+func (tx *Tx) EmitEnvelope(ctx context.Context, env bus.Envelope) error {
+	h, err := json.Marshal(env.Header)
+	if err != nil {
+		return fmt.Errorf("store: emit: %w", err)
+	}
+	if err := tx.q.OutboxAdd(ctx, db.OutboxAddParams{
+		ID: env.ID, Subject: env.Subject, Headers: string(h), Body: env.Body, CreatedAt: time.Now().UnixMilli(),
+	}); err != nil {
+		return fmt.Errorf("store: outbox: %w", err)
+	}
+	tx.emitted++
+	return nil
+}
+
+// Update runs fn in a write transaction and commits it, waking the relay
+// when fn emitted events. Use it for changes that are not the handling of a
+// consumed message (API calls, timers); handlers get their Tx from a Batch.
+func (d *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	b, err := d.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(b.tx); err != nil {
+		b.Rollback()
+		return err
+	}
+	return b.Commit()
+}
+
+// Batch is one write transaction holding the handling of several consumed
+// messages (group commit): each is applied in its own savepoint, so one
+// message's failure undoes only its own changes, and all of them become
+// durable with one commit (one fsync).
+type Batch struct {
+	tx   *Tx
+	done bool
+	n    int
+}
+
+// Begin starts a batch.
+func (d *DB) Begin(ctx context.Context) (*Batch, error) {
+	sqlTx, err := d.W.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin %s: %w", d.Path, err)
+	}
+	return &Batch{tx: &Tx{Tx: sqlTx, db: d, q: db.New(sqlTx)}}, nil
+}
+
+// Apply handles the message id (consumed on subject) with fn, exactly once:
+// if the inbox already holds id it returns applied=false without calling fn;
+// otherwise fn's changes and the inbox entry are kept together, or, when fn
+// fails, both are rolled back and fn's error returned.
+func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) error) (applied bool, err error) {
+	seen, err := b.tx.q.InboxHas(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("store: inbox: %w", err)
+	}
+	if seen {
+		return false, nil
+	}
+	b.n++
+	sp := fmt.Sprintf("msg%d", b.n)
+	if _, err := b.tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+		return false, fmt.Errorf("store: savepoint: %w", err)
+	}
+	emitted := b.tx.emitted
+	err = fn(b.tx)
+	if err == nil {
+		err = b.tx.q.InboxAdd(ctx, db.InboxAddParams{ID: id, Subject: subject, HandledAt: time.Now().UnixMilli()})
+		if err != nil {
+			err = fmt.Errorf("store: inbox: %w", err)
+		}
+	}
+	if err != nil {
+		b.tx.emitted = emitted
+		if _, rbErr := b.tx.ExecContext(ctx, "ROLLBACK TO "+sp+"; RELEASE "+sp); rbErr != nil {
+			return false, fmt.Errorf("%w (and rolling back failed: %v)", err, rbErr)
+		}
+		return false, err
+	}
+	if _, err := b.tx.ExecContext(ctx, "RELEASE "+sp); err != nil {
+		return false, fmt.Errorf("store: release savepoint: %w", err)
+	}
+	return true, nil
+}
+
+// Commit makes the batch durable and wakes the relay if anything was
+// emitted.
+func (b *Batch) Commit() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	if err := b.tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit %s: %w", b.tx.db.Path, err)
+	}
+	if b.tx.emitted > 0 {
+		b.tx.db.wake()
+	}
+	return nil
+}
+
+// Rollback abandons the batch.
+func (b *Batch) Rollback() {
+	if !b.done {
+		b.done = true
+		_ = b.tx.Rollback()
+	}
+}
+
+func (d *DB) wake() {
+	select {
+	case d.notify <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,412 @@
+// Package files is the store kind for a directory tree: the files under a
+// root, chosen with include and exclude patterns (the seed's "exclude data/
+// and logs/"), archived as tar + zstd with modes, owners, times and symlinks
+// kept, and extracted back safely.
+package files
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"lifeboat.dev/pkg/backup"
+	"lifeboat.dev/pkg/storekind/internal/fsx"
+)
+
+// PayloadName is the archive's file name in a backup.
+const PayloadName = "files.tar.zst"
+
+// Options say which tree to back up.
+type Options struct {
+	// Root is the directory whose contents are backed up. A symlink is
+	// followed; symlinks below it are archived as symlinks.
+	Root string
+	// Include, when not empty, keeps only the files that match one of its
+	// patterns or lie under a directory that does (with the directories
+	// leading to them). See Exclude for the pattern syntax.
+	Include []string
+	// Exclude drops what matches, a matching directory with everything
+	// under it; it wins over Include. Patterns follow rsync: "logs/" (a
+	// trailing slash) matches directories only; a pattern with no other
+	// slash ("*.tmp", "license.dat") matches a base name at any depth; one
+	// with a leading or inner slash ("/data", "data/backups") matches the
+	// path from Root; *, ? and [...] are globs that never cross a slash.
+	Exclude []string
+}
+
+// Kind backs up one directory tree.
+type Kind struct {
+	root             string
+	include, exclude []pattern
+}
+
+// New returns the kind for opts; the error names a malformed pattern.
+func New(opts Options) (*Kind, error) {
+	if opts.Root == "" {
+		return nil, errors.New("files: no root directory given")
+	}
+	inc, err := parsePatterns(opts.Include)
+	if err != nil {
+		return nil, fmt.Errorf("files: include: %w", err)
+	}
+	exc, err := parsePatterns(opts.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("files: exclude: %w", err)
+	}
+	return &Kind{root: opts.Root, include: inc, exclude: exc}, nil
+}
+
+// Name returns "files".
+func (k *Kind) Name() string { return "files" }
+
+// Dump archives the tree into payloadDir/files.tar.zst. The tree is read as
+// it is, not frozen: ConsistentAt is when the walk started, and a file that
+// changes size while it is archived fails the dump (freeze writers with a
+// pre hook, or exclude the file). Sockets, FIFOs and devices are skipped:
+// they hold no data.
+func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error) {
+	consistentAt := time.Now()
+	root, err := filepath.EvalSymlinks(k.root)
+	if err != nil {
+		return backup.Info{}, fmt.Errorf("files: root %s: %w (check the plan's store path)", k.root, err)
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return backup.Info{}, fmt.Errorf("files: root %s is not a directory", k.root)
+	}
+	out, err := os.OpenFile(filepath.Join(payloadDir, PayloadName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return backup.Info{}, fmt.Errorf("files: %w", err)
+	}
+	defer out.Close()
+	zw, err := zstd.NewWriter(out)
+	if err != nil {
+		return backup.Info{}, fmt.Errorf("files: %w", err)
+	}
+	defer zw.Close()
+	a := &archiver{k: k, root: root, tw: tar.NewWriter(zw), emitted: map[string]bool{}, pending: map[string]fs.FileInfo{}, inDirs: map[string]bool{}}
+	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return a.add(p, d)
+	}); err != nil {
+		return backup.Info{}, fmt.Errorf("files: archive %s: %w", k.root, err)
+	}
+	if err := errors.Join(a.tw.Close(), zw.Close(), out.Close()); err != nil {
+		return backup.Info{}, fmt.Errorf("files: archive %s: %w", k.root, err)
+	}
+	return backup.Info{ConsistentAt: consistentAt}, nil
+}
+
+// archiver writes the entries of one walk.
+type archiver struct {
+	k    *Kind
+	root string
+	tw   *tar.Writer
+	// emitted holds the directories written so far; pending, those walked
+	// but not written, because with Include set a directory is written only
+	// when something under it is.
+	emitted map[string]bool
+	pending map[string]fs.FileInfo
+	// inDirs holds the directories that match Include, or lie under one.
+	inDirs map[string]bool
+}
+
+func (a *archiver) add(p string, d fs.DirEntry) error {
+	rel, err := filepath.Rel(a.root, p)
+	if err != nil {
+		return err
+	}
+	rel = filepath.ToSlash(rel)
+	isDir := d.IsDir()
+	if rel != "." && anyMatch(a.k.exclude, rel, isDir) {
+		if isDir {
+			return filepath.SkipDir
+		}
+		return nil
+	}
+	fi, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		// The root's own mode and times, restored onto the target.
+		a.emitted["."] = true
+		return a.header(fi, "./", "")
+	}
+	included := len(a.k.include) == 0 || a.inDirs[path.Dir(rel)] || anyMatch(a.k.include, rel, isDir)
+	switch {
+	case isDir && included:
+		a.inDirs[rel] = true
+		if err := a.parents(rel); err != nil {
+			return err
+		}
+		a.emitted[rel] = true
+		return a.header(fi, rel+"/", "")
+	case isDir:
+		a.pending[rel] = fi
+		return nil
+	case !included:
+		return nil
+	case d.Type()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		if err := a.parents(rel); err != nil {
+			return err
+		}
+		return a.header(fi, rel, target)
+	case d.Type().IsRegular():
+		if err := a.parents(rel); err != nil {
+			return err
+		}
+		return a.file(p, rel)
+	default:
+		return nil // socket, FIFO, device
+	}
+}
+
+// parents writes the pending directories above rel.
+func (a *archiver) parents(rel string) error {
+	dir := path.Dir(rel)
+	if a.emitted[dir] {
+		return nil
+	}
+	if err := a.parents(dir); err != nil {
+		return err
+	}
+	fi, ok := a.pending[dir]
+	if !ok {
+		return fmt.Errorf("%s: parent directory was not walked", rel)
+	}
+	a.emitted[dir] = true
+	return a.header(fi, dir+"/", "")
+}
+
+func (a *archiver) header(fi fs.FileInfo, name, link string) error {
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	hdr.Name = name
+	// Whole seconds, no access or change times: plain ustar headers where
+	// the names allow, rather than a PAX record for every entry.
+	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+	return a.tw.WriteHeader(hdr)
+}
+
+// file archives the regular file at p, failing if its size changes while it
+// is read.
+func (a *archiver) file(p, rel string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := a.header(fi, rel, ""); err != nil {
+		return err
+	}
+	n, err := io.Copy(a.tw, io.LimitReader(f, fi.Size()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	var one [1]byte
+	if m, _ := f.Read(one[:]); n != fi.Size() || m > 0 {
+		return fmt.Errorf("%s changed size while it was archived (freeze writers with a pre hook, or exclude it)", rel)
+	}
+	return nil
+}
+
+// Load extracts the archive into a new directory beside target, fsyncs it,
+// and swaps it into target's place (one atomic exchange on Linux), removing
+// what target held. Entries that would land outside the tree (absolute
+// paths, "..", or through a symlink) fail the load and leave target as it
+// was. Owners are restored when running as root.
+func (k *Kind) Load(ctx context.Context, payloadDir, target string) (err error) {
+	in, err := os.Open(filepath.Join(payloadDir, PayloadName))
+	if err != nil {
+		return fmt.Errorf("files: payload: %w (is this a backup of a files store?)", err)
+	}
+	defer in.Close()
+	zr, err := zstd.NewReader(in)
+	if err != nil {
+		return fmt.Errorf("files: payload: %w", err)
+	}
+	defer zr.Close()
+
+	parent := filepath.Dir(target)
+	if err := os.MkdirAll(parent, 0o750); err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".lifeboat-load-*")
+	if err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := extract(ctx, tar.NewReader(zr), tmp); err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	if err := fsx.Replace(tmp, target); err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	return nil
+}
+
+// dirMeta is what extract applies to a directory once everything in it is
+// written (a read-only directory would refuse its own contents).
+type dirMeta struct {
+	name  string
+	mode  fs.FileMode
+	mtime time.Time
+	uid   int
+	gid   int
+}
+
+// extract writes the archive's entries under dir, confined to it by os.Root,
+// and fsyncs them.
+func extract(ctx context.Context, tr *tar.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	asRoot := os.Geteuid() == 0
+	var dirs []dirMeta
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read archive: %w", err)
+		}
+		name := strings.TrimSuffix(hdr.Name, "/")
+		if name == "" || !filepath.IsLocal(filepath.FromSlash(name)) {
+			return fmt.Errorf("archive entry %q is not a path inside the tree: refused", hdr.Name)
+		}
+		name = filepath.FromSlash(name)
+		mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o700); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirMeta{name, mode, hdr.ModTime, hdr.Uid, hdr.Gid})
+		case tar.TypeReg:
+			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				return err
+			}
+			if err := writeFile(ctx, root, name, tr); err != nil {
+				return err
+			}
+			if asRoot {
+				if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+					return err
+				}
+			}
+			if err := root.Chmod(name, mode); err != nil {
+				return err
+			}
+			if err := root.Chtimes(name, hdr.ModTime, hdr.ModTime); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				return err
+			}
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return err
+			}
+			if asRoot {
+				if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("archive entry %q has type %q, which a files backup never holds: refused", hdr.Name, hdr.Typeflag)
+		}
+	}
+	// Deepest first, so that a read-only parent is closed last.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		if asRoot {
+			if err := root.Lchown(d.name, d.uid, d.gid); err != nil {
+				return err
+			}
+		}
+		if err := root.Chmod(d.name, d.mode); err != nil {
+			return err
+		}
+		if err := root.Chtimes(d.name, d.mtime, d.mtime); err != nil {
+			return err
+		}
+	}
+	return syncDirs(dir)
+}
+
+// writeFile creates name (which must not exist) with r's content and fsyncs
+// it.
+func writeFile(ctx context.Context, root *os.Root, name string, r io.Reader) error {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncDirs fsyncs every directory under dir, dir included.
+func syncDirs(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return fsx.SyncDir(p)
+	})
+}
+
+// ctxReader stops a long copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

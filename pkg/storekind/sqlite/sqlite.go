@@ -1,0 +1,245 @@
+// Package sqlite is the store kind for a SQLite database: a consistent online
+// copy, taken with SQLite's backup API while writers keep committing, and
+// checked with PRAGMA integrity_check before it counts as a backup.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	msqlite "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+
+	"lifeboat.dev/pkg/backup"
+)
+
+// PayloadName is the database copy's file name in a backup; it opens with
+// the stock sqlite3 CLI.
+const PayloadName = "store.db"
+
+// pagesPerStep is how much one backup step copies (4 MiB of 4 KiB pages)
+// before Dump looks at its context again.
+const pagesPerStep = 1024
+
+// busyTimeout is how long Dump and Load wait for a lock another connection
+// holds (a rollback-journal writer committing, or a checkpoint).
+const busyTimeout = 10 * time.Second
+
+// Kind backs up one SQLite database file.
+type Kind struct {
+	path string
+}
+
+// New returns the kind for the database at path.
+func New(path string) *Kind {
+	return &Kind{path: path}
+}
+
+// Name returns "sqlite".
+func (k *Kind) Name() string { return "sqlite" }
+
+// Dump copies the database into payloadDir/store.db while other connections
+// keep writing. It opens a read transaction on the source first, so the copy
+// is the database as of one snapshot; ConsistentAt is taken just before that
+// snapshot, so every transaction committed before it is in the copy. In WAL
+// mode writers are not blocked; in rollback-journal mode they wait while the
+// copy is made. The copy is switched to rollback-journal mode (a single file)
+// and must pass PRAGMA integrity_check: a corrupt source is reported, never
+// backed up as good.
+func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error) {
+	fi, err := os.Stat(k.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return backup.Info{}, fmt.Errorf("sqlite: database %s does not exist (check the plan's store path)", k.path)
+	case err != nil:
+		return backup.Info{}, fmt.Errorf("sqlite: database %s: %w", k.path, err)
+	case fi.IsDir():
+		return backup.Info{}, fmt.Errorf("sqlite: database %s is a directory, not a database file", k.path)
+	case !fi.Mode().IsRegular():
+		return backup.Info{}, fmt.Errorf("sqlite: database %s is not a regular file (%s)", k.path, fi.Mode().Type())
+	}
+	dst := filepath.Join(payloadDir, PayloadName)
+	consistentAt, err := k.copySnapshot(ctx, dst)
+	if err != nil {
+		return backup.Info{}, err
+	}
+	if err := checkCopy(ctx, dst); err != nil {
+		return backup.Info{}, fmt.Errorf("sqlite: %s: %w", k.path, err)
+	}
+	return backup.Info{ConsistentAt: consistentAt}, nil
+}
+
+// copySnapshot copies the database to dst inside one read transaction and
+// returns the time taken just before the transaction's snapshot.
+func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) {
+	// mode=ro: a backup never writes to the store, and never creates one.
+	db, err := sql.Open("sqlite", dsn(k.path, "mode=ro"))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: open %s: %w", k.path, err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: open %s: %w", k.path, err)
+	}
+	defer conn.Close()
+
+	// Pin the snapshot: the backup steps run inside this read transaction,
+	// so they all see the same database however long they take.
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: read %s: %w", k.path, err)
+	}
+	defer func() {
+		// Ends the read transaction; closing the connection would too.
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	}()
+	consistentAt := time.Now()
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: read %s: %w (is it a SQLite database, readable by this process?)", k.path, err)
+	}
+	err = conn.Raw(func(dc any) error {
+		b, ok := dc.(backuper)
+		if !ok {
+			return fmt.Errorf("driver connection %T has no backup API", dc)
+		}
+		bk, err := b.NewBackup(uri(dst, ""))
+		if err != nil {
+			return err
+		}
+		return copyAll(ctx, bk)
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: copy %s: %w", k.path, err)
+	}
+	return consistentAt, nil
+}
+
+// Load replaces the database at target with the payload's copy, through the
+// backup API in one write transaction: it is atomic, and connections open on
+// target see the restored content. target and its directory are created
+// when missing.
+func (k *Kind) Load(ctx context.Context, payloadDir, target string) error {
+	src := filepath.Join(payloadDir, PayloadName)
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("sqlite: payload: %w (is this a backup of a sqlite store?)", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return fmt.Errorf("sqlite: load into %s: %w", target, err)
+	}
+	db, err := sql.Open("sqlite", dsn(target, ""))
+	if err != nil {
+		return fmt.Errorf("sqlite: load into %s: %w", target, err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: load into %s: %w", target, err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		r, ok := dc.(restorer)
+		if !ok {
+			return fmt.Errorf("driver connection %T has no backup API", dc)
+		}
+		bk, err := r.NewRestore(uri(src, "mode=ro"))
+		if err != nil {
+			return err
+		}
+		return copyAll(ctx, bk)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: load %s into %s: %w", src, target, err)
+	}
+	return nil
+}
+
+type backuper interface {
+	NewBackup(dstURI string) (*msqlite.Backup, error)
+}
+
+type restorer interface {
+	NewRestore(srcURI string) (*msqlite.Backup, error)
+}
+
+// copyAll runs a backup to the end, a step at a time so that a cancelled
+// context stops it; stopping early rolls the destination back.
+func copyAll(ctx context.Context, bk *msqlite.Backup) error {
+	for {
+		more, err := bk.Step(pagesPerStep)
+		if err == nil && more {
+			err = ctx.Err()
+		}
+		if err != nil || !more {
+			return errors.Join(err, bk.Finish())
+		}
+	}
+}
+
+// checkCopy makes the copy a single self-contained file (rollback-journal
+// mode, so opening it never needs a -wal or -shm beside it) and runs PRAGMA
+// integrity_check on it.
+func checkCopy(ctx context.Context, p string) error {
+	db, err := sql.Open("sqlite", dsn(p, ""))
+	if err != nil {
+		return fmt.Errorf("check copy: %w", err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=DELETE"); err != nil {
+		return fmt.Errorf("check copy: %w", err)
+	}
+	// At most 5 problems: enough to see what is wrong, short enough to read.
+	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check(5)")
+	if err != nil {
+		return corrupt(err.Error())
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return fmt.Errorf("check copy: %w", err)
+		}
+		if s != "ok" {
+			problems = append(problems, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return corrupt(err.Error())
+	}
+	if len(problems) > 0 {
+		return corrupt(strings.Join(problems, "; "))
+	}
+	return db.Close()
+}
+
+// corrupt is the error for a copy that fails integrity_check.
+func corrupt(problems string) error {
+	return fmt.Errorf("integrity_check of the copy failed, so the source database is corrupt and was not backed up: %s (repair it, e.g. with sqlite3's .recover, or restore it from an earlier backup)", problems)
+}
+
+// dsn is the database/sql name of the database at p with query parameters.
+func dsn(p, query string) string {
+	q := fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
+	if query != "" {
+		q = query + "&" + q
+	}
+	return uri(p, q)
+}
+
+// uri is SQLite's URI for the file at p, escaped so that any path works.
+func uri(p, query string) string {
+	u := url.URL{Scheme: "file", Path: p, RawQuery: query}
+	if !filepath.IsAbs(p) {
+		u = url.URL{Scheme: "file", Opaque: (&url.URL{Path: p}).EscapedPath(), RawQuery: query}
+	}
+	return u.String()
+}

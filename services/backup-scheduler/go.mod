@@ -1,0 +1,16 @@
+module lifeboat.dev/services/backup-scheduler
+
+go 1.26.8
+
+require (
+	github.com/klauspost/compress v1.20.3 // indirect
+	lifeboat.dev/events v0.0.0
+	lifeboat.dev/pkg v0.0.0
+	lifeboat.dev/sql v0.0.0
+)
+
+replace lifeboat.dev/events => ../../events
+
+replace lifeboat.dev/pkg => ../../pkg
+
+replace lifeboat.dev/sql => ../../sql

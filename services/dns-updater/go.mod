@@ -1,0 +1,30 @@
+module lifeboat.dev/services/dns-updater
+
+go 1.26.8
+
+require (
+	lifeboat.dev/events v0.0.0
+	lifeboat.dev/pkg v0.0.0
+	lifeboat.dev/sql v0.0.0
+)
+
+require (
+	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/miekg/dns v1.1.73 // indirect
+	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	modernc.org/libc v1.79.0 // indirect
+	modernc.org/mathutil v1.7.1 // indirect
+	modernc.org/memory v1.12.1 // indirect
+	modernc.org/sqlite v1.61.1 // indirect
+)
+
+replace lifeboat.dev/events => ../../events
+
+replace lifeboat.dev/pkg => ../../pkg
+
+replace lifeboat.dev/sql => ../../sql

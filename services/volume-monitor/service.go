@@ -1,0 +1,159 @@
+// Package volumemonitor is the volume-monitor service: it turns host
+// heartbeats into HostDown and HostUp, and volume samples into near-full and
+// overflow events (DESIGN §3).
+//
+// Built so far: the host table. Every heartbeat updates a host's last_seen,
+// and HostDown/HostUp — from any outside publisher, until this service's own
+// detection arrives with its issue — set the host's state. Status and the
+// `hosts` endpoint show them.
+package volumemonitor
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/services/volume-monitor/internal/db"
+	lbsql "lifeboat.dev/sql"
+)
+
+// Name is the service's name on the bus and on disk.
+const Name = events.ServiceVolumeMonitor
+
+// Service is the volume-monitor.
+type Service struct {
+	rt *service.Runtime
+}
+
+// Spec describes the service to the runtime.
+func Spec() (service.Spec, error) {
+	migrations, err := lbsql.Migrations(Name)
+	if err != nil {
+		return service.Spec{}, err
+	}
+	s := &Service{}
+	return service.Spec{
+		Name:        Name,
+		Description: "Lifeboat volume-monitor: host liveness from heartbeats, volume usage",
+		Migrations:  migrations,
+		Init:        func(_ context.Context, rt *service.Runtime) error { s.rt = rt; return nil },
+		Subscriptions: []service.Subscription{
+			{Subject: events.SubjectOf[events.HostDown](), Handle: s.handleHostDown},
+			{Subject: events.SubjectOf[events.HostUp](), Handle: s.handleHostUp},
+		},
+		Endpoints: []service.Endpoint{{Name: "hosts", Handler: s.hostsEndpoint}},
+		Status:    s.status,
+		Run:       s.watchHeartbeats,
+	}, nil
+}
+
+func (s *Service) handleHostDown(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.HostDown)
+	return setState(ctx, tx, ev.Host, "down", ev.Reason, ev.DetectedBy, ev.LastSeen)
+}
+
+func (s *Service) handleHostUp(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.HostUp)
+	return setState(ctx, tx, ev.Host, "up", ev.Reason, ev.DetectedBy, ev.LastSeen)
+}
+
+func setState(ctx context.Context, tx *store.Tx, host, state, reason, by string, lastSeen time.Time) error {
+	ls := sql.NullInt64{}
+	if !lastSeen.IsZero() {
+		ls = sql.NullInt64{Int64: lastSeen.UnixMilli(), Valid: true}
+	}
+	return db.New(tx).HostSetState(ctx, db.HostSetStateParams{
+		Host: host, State: state, StateSince: time.Now().UnixMilli(), Reason: reason, DetectedBy: by, LastSeen: ls,
+	})
+}
+
+// watchHeartbeats records every host's heartbeats until ctx ends.
+func (s *Service) watchHeartbeats(ctx context.Context) error {
+	beats := make(chan *nats.Msg, 1024)
+	sub, err := s.rt.Deps.Bus.NC.ChanSubscribe(events.HeartbeatSubject("*"), beats)
+	if err != nil {
+		return fmt.Errorf("heartbeats: %w", err)
+	}
+	defer sub.Unsubscribe()
+	t, _ := events.BySubject(events.HeartbeatSubject("any"))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-beats:
+			v, err := events.Decode(t, m.Data)
+			if err != nil {
+				s.rt.Logger.Warn("ignoring a malformed heartbeat", slog.String("subject", m.Subject), slog.String("error", err.Error()))
+				continue
+			}
+			hb := v.(*events.HostHeartbeat)
+			services, _ := json.Marshal(hb.Services)
+			err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+				return db.New(tx).HostSeen(ctx, db.HostSeenParams{
+					Host: hb.Host, Address: hb.Address, Services: string(services),
+					LastSeen: sql.NullInt64{Int64: hb.SentAt.UnixMilli(), Valid: true}, StateSince: time.Now().UnixMilli(),
+				})
+			})
+			if err != nil && ctx.Err() == nil {
+				s.rt.Logger.Warn("heartbeat not recorded", slog.String("host", hb.Host), slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// Host is one host as the API shows it.
+type Host struct {
+	Host       string     `json:"host"`
+	Address    string     `json:"address,omitempty"`
+	Services   []string   `json:"services"`
+	LastSeen   *time.Time `json:"last_seen,omitempty"`
+	State      string     `json:"state"`
+	StateSince time.Time  `json:"state_since"`
+	Reason     string     `json:"reason,omitempty"`
+	DetectedBy string     `json:"detected_by,omitempty"`
+}
+
+// Hosts lists every known host.
+func (s *Service) Hosts(ctx context.Context) ([]Host, error) {
+	rows, err := db.New(s.rt.DB.R).ListHosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Host, 0, len(rows))
+	for _, r := range rows {
+		h := Host{Host: r.Host, Address: r.Address, State: r.State, StateSince: time.UnixMilli(r.StateSince).UTC(), Reason: r.Reason, DetectedBy: r.DetectedBy}
+		_ = json.Unmarshal([]byte(r.Services), &h.Services)
+		if r.LastSeen.Valid {
+			ls := time.UnixMilli(r.LastSeen.Int64).UTC()
+			h.LastSeen = &ls
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func (s *Service) hostsEndpoint(req micro.Request) {
+	hosts, err := s.Hosts(context.Background())
+	service.RespondJSON(req, hosts, err)
+}
+
+func (s *Service) status(ctx context.Context) (any, error) {
+	hosts, err := s.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := map[string]int{"up": 0, "down": 0}
+	for _, h := range hosts {
+		st[h.State]++
+	}
+	return map[string]any{"hosts_up": st["up"], "hosts_down": st["down"]}, nil
+}

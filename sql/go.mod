@@ -1,0 +1,3 @@
+module lifeboat.dev/sql
+
+go 1.26.8

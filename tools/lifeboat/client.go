@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+)
+
+// clientFlags are how an operator command reaches a running control plane.
+type clientFlags struct {
+	url, creds, nkey string
+	timeout          time.Duration
+	json             bool
+}
+
+func (cf *clientFlags) add(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&cf.url, "nats", "nats://127.0.0.1:4222", "NATS URLs of the control plane, comma-separated")
+	f.StringVar(&cf.creds, "nats-creds", "", "NATS credentials (.creds) file")
+	f.StringVar(&cf.nkey, "nats-nkey", "", "NATS NKey seed file")
+	f.DurationVar(&cf.timeout, "timeout", 5*time.Second, "how long to wait for the control plane")
+	f.BoolVar(&cf.json, "json", false, "print JSON")
+}
+
+// connect dials NATS once (an operator command does not wait for a cluster
+// that is down: it says so).
+func (cf *clientFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name("lifeboat cli"), nats.Timeout(cf.timeout)}
+	if cf.creds != "" {
+		opts = append(opts, nats.UserCredentials(cf.creds))
+	}
+	if cf.nkey != "" {
+		o, err := nats.NkeyOptionFromSeed(cf.nkey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("nkey seed file %s: %w", cf.nkey, err)
+		}
+		opts = append(opts, o)
+	}
+	nc, err := nats.Connect(cf.url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the control plane's NATS at %s: %w (is `lifeboat up` running? point at it with --nats)", cf.url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func (cf *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, cf.timeout)
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/telemetry"
+	backupscheduler "lifeboat.dev/services/backup-scheduler"
+	dnsupdater "lifeboat.dev/services/dns-updater"
+	jobtracker "lifeboat.dev/services/job-tracker"
+	"lifeboat.dev/services/restore"
+	syncer "lifeboat.dev/services/sync"
+	volumemonitor "lifeboat.dev/services/volume-monitor"
+)
+
+// specs builds each service's Spec by name.
+var specs = map[string]func() (service.Spec, error){
+	backupscheduler.Name: backupscheduler.Spec,
+	syncer.Name:          syncer.Spec,
+	restore.Name:         restore.Spec,
+	jobtracker.Name:      jobtracker.Spec,
+	volumemonitor.Name:   volumemonitor.Spec,
+	dnsupdater.Name:      dnsupdater.Spec,
+}
+
+type upFlags struct {
+	config, data, target, nats, listen, http, host string
+	creds, nkey, tlsCA, tlsCert, tlsKey            string
+	replicas                                       int
+	logLevel, logFormat                            string
+}
+
+func newUpCmd() *cobra.Command {
+	var fl upFlags
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run the control plane: every service, or a subset with --target",
+		Long: `Run Lifeboat's services in this process. With no --nats an embedded NATS
+server with JetStream is started (file store under the data directory);
+with --nats URL[,URL] the services join an external cluster, whose streams
+get 3 replicas. SIGTERM or SIGINT stops taking messages, finishes the ones
+in flight, flushes the outboxes and exits.`,
+		Example: `  lifeboat up
+  lifeboat up --config lifeboat.yaml
+  lifeboat up --target sync,restore --nats nats://n1:4222,nats://n2:4222,nats://n3:4222`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := fl.resolve(c)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return up(ctx, cfg, c.ErrOrStderr())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&fl.config, "config", "", "YAML config file (see deploy/examples/lifeboat.yaml)")
+	f.StringVar(&fl.data, "data", "", "data directory (default lifeboat-data)")
+	f.StringVar(&fl.target, "target", "", "services to run, comma-separated, or all (default all)")
+	f.StringVar(&fl.nats, "nats", "", "external NATS cluster URLs, comma-separated (default: embedded server)")
+	f.StringVar(&fl.listen, "nats-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
+	f.StringVar(&fl.creds, "nats-creds", "", "NATS credentials (.creds) file")
+	f.StringVar(&fl.nkey, "nats-nkey", "", "NATS NKey seed file")
+	f.StringVar(&fl.tlsCA, "nats-tls-ca", "", "CA file to verify the NATS servers")
+	f.StringVar(&fl.tlsCert, "nats-tls-cert", "", "client certificate for NATS")
+	f.StringVar(&fl.tlsKey, "nats-tls-key", "", "client key for NATS")
+	f.IntVar(&fl.replicas, "replicas", 0, "stream replicas (default 1 embedded, 3 with --nats)")
+	f.StringVar(&fl.http, "http", "", "address for /healthz, /readyz, /metrics (default 127.0.0.1:9180)")
+	f.StringVar(&fl.host, "host", "", "this host's identity (default the hostname)")
+	f.StringVar(&fl.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	f.StringVar(&fl.logFormat, "log-format", "", "text or json (default text)")
+	return c
+}
+
+// resolve loads the config file and lays the flags that were given over it.
+func (fl *upFlags) resolve(c *cobra.Command) (Config, error) {
+	cfg, file, err := loadConfig(fl.config)
+	if err != nil {
+		return cfg, err
+	}
+	set := func(name string, dst *string, v string) {
+		if c.Flags().Changed(name) {
+			*dst = v
+		}
+	}
+	set("data", &cfg.Data, fl.data)
+	set("http", &cfg.HTTP, fl.http)
+	set("host", &cfg.Host, fl.host)
+	set("nats-listen", &cfg.NATS.Listen, fl.listen)
+	set("nats-creds", &cfg.NATS.Credentials, fl.creds)
+	set("nats-nkey", &cfg.NATS.NKey, fl.nkey)
+	set("nats-tls-ca", &cfg.NATS.TLS.CA, fl.tlsCA)
+	set("nats-tls-cert", &cfg.NATS.TLS.Cert, fl.tlsCert)
+	set("nats-tls-key", &cfg.NATS.TLS.Key, fl.tlsKey)
+	set("log-level", &cfg.Log.Level, fl.logLevel)
+	set("log-format", &cfg.Log.Format, fl.logFormat)
+	if c.Flags().Changed("target") {
+		cfg.Targets = []string{fl.target}
+	}
+	if c.Flags().Changed("nats") {
+		cfg.NATS.URLs = splitList(fl.nats)
+	}
+	if c.Flags().Changed("replicas") {
+		cfg.NATS.Replicas = fl.replicas
+	}
+	if err := cfg.validate(file); err != nil {
+		// A bad value the file did not set came from a flag: a usage error.
+		var ce *config.Error
+		if errors.As(err, &ce) && !file.Has(ce.Key) {
+			return cfg, usagef(c, "%s: %s (check the flag that sets it)", ce.Key, ce.Msg)
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// up runs the configured services until ctx ends.
+func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, error) }) error {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.Log.Level]
+	logger := telemetry.NewLogger(stderr, level, cfg.Log.Format == "json").With(slog.String("host", cfg.Host))
+	slog.SetDefault(logger)
+	targets, _ := resolveTargets(cfg.Targets)
+	started := time.Now()
+
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "lifeboat", ServiceVersion: version, Host: cfg.Host})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+
+	// Bind HTTP first: a port in use fails at once, before anything starts.
+	var readyMu sync.Mutex
+	notReady := "starting"
+	srv, err := telemetry.Serve(ctx, cfg.HTTP, tel.Handler(func() error {
+		readyMu.Lock()
+		defer readyMu.Unlock()
+		if notReady != "" {
+			return errors.New(notReady)
+		}
+		return nil
+	}))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	bopts := bus.NewOptions()
+	bopts.URLs = cfg.NATS.URLs
+	bopts.Listen = cfg.NATS.Listen
+	bopts.DataDir = cfg.Data
+	bopts.ServerName = cfg.Host
+	bopts.Credentials, bopts.NKey = cfg.NATS.Credentials, cfg.NATS.NKey
+	bopts.TLSCA, bopts.TLSCert, bopts.TLSKey = cfg.NATS.TLS.CA, cfg.NATS.TLS.Cert, cfg.NATS.TLS.Key
+	bopts.Replicas = cfg.NATS.Replicas
+	bopts.DedupeWindow = cfg.NATS.DedupeWindow
+	bopts.ClientName = "lifeboat " + cfg.Host
+	bopts.Logger = logger
+	b, err := bus.Connect(ctx, bopts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel}
+	var runtimes []*service.Runtime
+	for _, name := range targets {
+		spec, err := specs[name]()
+		if err != nil {
+			return err
+		}
+		rt, err := service.New(ctx, spec, deps)
+		if err != nil {
+			return err
+		}
+		runtimes = append(runtimes, rt)
+	}
+
+	svcCtx, stopServices := context.WithCancel(ctx)
+	defer stopServices()
+	errc := make(chan error, len(runtimes))
+	var wg sync.WaitGroup
+	for _, rt := range runtimes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- rt.Run(svcCtx) }()
+	}
+	go service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: hostAddress(cfg), Services: targets}, cfg.HeartbeatInterval, logger)
+
+	// Ready once every service consumes and answers.
+	for _, rt := range runtimes {
+		select {
+		case <-rt.Ready():
+		case err := <-errc:
+			stopServices()
+			wg.Wait()
+			return err
+		case <-ctx.Done():
+		}
+	}
+	readyMu.Lock()
+	notReady = ""
+	readyMu.Unlock()
+	logger.Info("lifeboat up",
+		slog.String("services", strings.Join(targets, ",")),
+		slog.String("nats", b.ClientURL()),
+		slog.String("http", "http://"+srv.Addr()),
+		slog.String("data", cfg.Data),
+		slog.Duration("took", time.Since(started)))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing messages in flight and flushing outboxes")
+	case runErr = <-errc:
+		logger.Error("a service failed; stopping the others", slog.String("error", runErr.Error()))
+	}
+	readyMu.Lock()
+	notReady = "shutting down"
+	readyMu.Unlock()
+	stopServices()
+	wg.Wait()
+	return runErr
+}
+
+// hostAddress is the address peers reach this host's lifeboat on.
+func hostAddress(cfg Config) string {
+	return cfg.HTTP
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
