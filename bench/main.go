@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"time"
 )
 
@@ -36,7 +37,18 @@ func main() {
 	out := flag.String("out", "bench/out", "directory for the JSON reports")
 	bin := flag.String("lifeboat", "bin/lifeboat", "the lifeboat binary (for start-up time)")
 	events := flag.Int("events", 100000, "events in the consume benchmark's backlog")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fail(err)
@@ -75,6 +87,7 @@ func summarize(r *Report, path string) {
 }
 
 func fail(err error) {
+	pprof.StopCPUProfile()
 	fmt.Fprintln(os.Stderr, "bench:", err)
 	os.Exit(1)
 }

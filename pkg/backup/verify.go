@@ -38,7 +38,7 @@ func Verify(ctx context.Context, dir, name string) (Manifest, error) {
 		case err != nil:
 			return Manifest{}, fmt.Errorf("backup: verify %s: %w", name, err)
 		case !fi.Mode().IsRegular():
-			problems = append(problems, fmt.Errorf("%s: is a %s, not a regular file", f.Path, fi.Mode().Type()))
+			problems = append(problems, fmt.Errorf("%s: is a %s, not a regular file", f.Path, kindOf(fi.Mode())))
 			continue
 		case fi.Size() != f.Size:
 			problems = append(problems, fmt.Errorf("%s: size %d, manifest says %d", f.Path, fi.Size(), f.Size))
@@ -110,4 +110,17 @@ func List(dir string) ([]Entry, error) {
 		return out[i].Name < out[j].Name
 	})
 	return out, nil
+}
+
+// kindOf names a file type for errors.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
 }

@@ -63,7 +63,7 @@ func Write(ctx context.Context, dir string, m Manifest, fill Fill) (name string,
 	}
 	m.FormatVersion = FormatVersion
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", Manifest{}, fmt.Errorf("backup: backup directory: %w (create it, or make its parent writable by this process)", err)
+		return "", Manifest{}, fmt.Errorf("backup: backup directory %s: %w (create it, or make its parent writable by this process)", dir, err)
 	}
 	tmp, err := os.MkdirTemp(dir, tempPrefix+"*")
 	if err != nil {
@@ -181,7 +181,7 @@ func hashTree(ctx context.Context, root string) ([]File, []string, error) {
 			dirs = append(dirs, p)
 			return nil
 		case !d.Type().IsRegular():
-			return fmt.Errorf("%s is a %s: a payload holds only regular files and directories", rel, d.Type())
+			return fmt.Errorf("%s is a %s: a payload holds only regular files and directories", rel, kindOf(d.Type()))
 		}
 		sum, size, err := hashFile(ctx, p, true)
 		if err != nil {

@@ -99,6 +99,8 @@ type ConsumerConfig struct {
 	AckWait time.Duration
 	// MaxAckPending bounds messages in flight.
 	MaxAckPending int
+	// Buffer is how many messages may wait for the handler.
+	Buffer int
 }
 
 // NewConsumerConfig returns the defaults for service.
@@ -109,6 +111,7 @@ func NewConsumerConfig(service string) ConsumerConfig {
 		Backoff:       []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second, 30 * time.Second},
 		AckWait:       30 * time.Second,
 		MaxAckPending: 4096,
+		Buffer:        512,
 	}
 }
 
@@ -172,7 +175,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err != nil {
 		return nil, fmt.Errorf("bus: consumer %s on %s: %w", durable, stream, err)
 	}
-	out := make(chan *message.Message)
+	// Buffered, so that messages wait for the handler while it commits a
+	// batch: the next batch is then as large as what arrived meanwhile.
+	out := make(chan *message.Message, s.cfg.Buffer)
 	var wg sync.WaitGroup // callbacks and settlers of this subscription
 	subCtx, cancel := context.WithCancel(ctx)
 	cc, err := cons.Consume(func(jm jetstream.Msg) {

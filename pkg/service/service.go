@@ -157,6 +157,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	relay := store.NewRelay(rt.DB, rt.Publisher, rt.Logger)
+	if tel := rt.Deps.Telemetry; tel != nil {
+		relay.Report = func(n int64) { tel.OutboxPending.WithLabelValues(rt.Spec.Name).Set(float64(n)) }
+	}
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); relay.Run(relayCtx) }()
 	defer func() { stopRelay(); <-relayDone }()

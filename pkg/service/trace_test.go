@@ -75,7 +75,7 @@ func TestTraceContextIsTheConsumerSpansParent(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range consumer.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["messaging.system"] != "nats" || attrs["messaging.destination.name"] != "lifeboat.event.host.down" || attrs["messaging.message.id"] != env.ID {
 		t.Errorf("consumer span attributes %v lack the messaging conventions", attrs)

@@ -28,6 +28,9 @@ type Relay struct {
 	Poll time.Duration
 	// InboxKeep is how long consumed ids stay in the inbox.
 	InboxKeep time.Duration
+	// Report, when set, is told how many rows wait in the outbox after
+	// each round (the lifeboat_outbox_pending gauge).
+	Report func(pending int64)
 }
 
 // NewRelay returns a relay for d's outbox.
@@ -45,6 +48,11 @@ func (r *Relay) Run(ctx context.Context) {
 	backoff := r.Poll
 	for {
 		_, err := r.Flush(ctx)
+		if r.Report != nil {
+			if n, perr := r.db.Pending(ctx); perr == nil {
+				r.Report(n)
+			}
+		}
 		if err != nil && ctx.Err() == nil {
 			r.logger.Warn("outbox relay: publish failed; will retry", slog.String("db", r.db.Path), slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
 		}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
@@ -36,6 +37,9 @@ type DB struct {
 	Source string
 	// notify is signalled after a commit that added outbox rows.
 	notify chan struct{}
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // prepared on W, see stmt.go
 }
 
 // Options shape Open.
@@ -91,7 +95,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(4)
-	db := &DB{Path: path, W: w, R: r, Source: opts.Source, notify: make(chan struct{}, 1)}
+	db := &DB{Path: path, W: w, R: r, Source: opts.Source, notify: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
 	own, err := lbsql.Migrations("store")
 	if err != nil {
 		db.Close()
@@ -112,6 +116,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.stmtMu.Lock()
+	for _, st := range db.stmts {
+		st.Close()
+	}
+	db.stmts = map[string]*sql.Stmt{}
+	db.stmtMu.Unlock()
 	return errors.Join(db.R.Close(), db.W.Close())
 }
 

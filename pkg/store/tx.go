@@ -15,9 +15,10 @@ import (
 // state change and the events it emits — commits or rolls back together.
 type Tx struct {
 	*sql.Tx
-	db      *DB
-	q       *db.Queries
-	emitted int
+	db         *DB
+	q          *db.Queries
+	emitted    int
+	unprepared []string // queries to prepare once the transaction ends
 }
 
 // Emit queues ev (a struct from the events catalog) in the outbox; the relay
@@ -68,7 +69,6 @@ func (d *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 type Batch struct {
 	tx   *Tx
 	done bool
-	n    int
 }
 
 // Begin starts a batch.
@@ -77,7 +77,9 @@ func (d *DB) Begin(ctx context.Context) (*Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: begin %s: %w", d.Path, err)
 	}
-	return &Batch{tx: &Tx{Tx: sqlTx, db: d, q: db.New(sqlTx)}}, nil
+	tx := &Tx{Tx: sqlTx, db: d}
+	tx.q = db.New(tx) // through Tx: cached prepared statements
+	return &Batch{tx: tx}, nil
 }
 
 // Apply handles the message id (consumed on subject) with fn, exactly once:
@@ -85,34 +87,34 @@ func (d *DB) Begin(ctx context.Context) (*Batch, error) {
 // otherwise fn's changes and the inbox entry are kept together, or, when fn
 // fails, both are rolled back and fn's error returned.
 func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) error) (applied bool, err error) {
-	seen, err := b.tx.q.InboxHas(ctx, id)
-	if err != nil {
-		return false, fmt.Errorf("store: inbox: %w", err)
-	}
-	if seen {
-		return false, nil
-	}
-	b.n++
-	sp := fmt.Sprintf("msg%d", b.n)
-	if _, err := b.tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
+	if _, err := b.tx.ExecContext(ctx, "SAVEPOINT msg"); err != nil {
 		return false, fmt.Errorf("store: savepoint: %w", err)
 	}
+	// The inbox entry first: when it is already there the message was
+	// handled before, and fn must not run again.
+	n, err := b.tx.q.InboxAdd(ctx, db.InboxAddParams{ID: id, Subject: subject, HandledAt: time.Now().UnixMilli()})
+	if err != nil {
+		err = fmt.Errorf("store: inbox: %w", err)
+	} else if n == 0 {
+		_, err := b.tx.ExecContext(ctx, "RELEASE msg")
+		return false, err
+	}
 	emitted := b.tx.emitted
-	err = fn(b.tx)
 	if err == nil {
-		err = b.tx.q.InboxAdd(ctx, db.InboxAddParams{ID: id, Subject: subject, HandledAt: time.Now().UnixMilli()})
-		if err != nil {
-			err = fmt.Errorf("store: inbox: %w", err)
-		}
+		err = fn(b.tx)
 	}
 	if err != nil {
 		b.tx.emitted = emitted
-		if _, rbErr := b.tx.ExecContext(ctx, "ROLLBACK TO "+sp+"; RELEASE "+sp); rbErr != nil {
+		_, rbErr := b.tx.ExecContext(ctx, "ROLLBACK TO msg")
+		if rbErr == nil {
+			_, rbErr = b.tx.ExecContext(ctx, "RELEASE msg")
+		}
+		if rbErr != nil {
 			return false, fmt.Errorf("%w (and rolling back failed: %v)", err, rbErr)
 		}
 		return false, err
 	}
-	if _, err := b.tx.ExecContext(ctx, "RELEASE "+sp); err != nil {
+	if _, err := b.tx.ExecContext(ctx, "RELEASE msg"); err != nil {
 		return false, fmt.Errorf("store: release savepoint: %w", err)
 	}
 	return true, nil
@@ -125,7 +127,9 @@ func (b *Batch) Commit() error {
 		return nil
 	}
 	b.done = true
-	if err := b.tx.Commit(); err != nil {
+	err := b.tx.Commit()
+	b.tx.db.prepare(context.Background(), b.tx.unprepared)
+	if err != nil {
 		return fmt.Errorf("store: commit %s: %w", b.tx.db.Path, err)
 	}
 	if b.tx.emitted > 0 {
@@ -139,6 +143,7 @@ func (b *Batch) Rollback() {
 	if !b.done {
 		b.done = true
 		_ = b.tx.Rollback()
+		b.tx.db.prepare(context.Background(), b.tx.unprepared)
 	}
 }
 

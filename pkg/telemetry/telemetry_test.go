@@ -89,7 +89,7 @@ func TestSetupResourceNamesTheProcess(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, kv := range spans[0].Resource.Attributes() {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for k, want := range map[string]string{"service.name": "lifeboat", "service.version": "v1.2.3", "host.name": "hot-1"} {
 		if got[k] != want {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -93,7 +94,7 @@ func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error)
 		return backup.Info{}, fmt.Errorf("files: %w", err)
 	}
 	defer zw.Close()
-	a := &archiver{k: k, root: root, tw: tar.NewWriter(zw), emitted: map[string]bool{}, pending: map[string]fs.FileInfo{}, inDirs: map[string]bool{}}
+	a := &archiver{sel: newSelector(k), root: root, tw: tar.NewWriter(zw), emitted: map[string]bool{}, pending: map[string]fs.FileInfo{}}
 	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -113,7 +114,7 @@ func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error)
 
 // archiver writes the entries of one walk.
 type archiver struct {
-	k    *Kind
+	sel  *selector
 	root string
 	tw   *tar.Writer
 	// emitted holds the directories written so far; pending, those walked
@@ -121,8 +122,6 @@ type archiver struct {
 	// when something under it is.
 	emitted map[string]bool
 	pending map[string]fs.FileInfo
-	// inDirs holds the directories that match Include, or lie under one.
-	inDirs map[string]bool
 }
 
 func (a *archiver) add(p string, d fs.DirEntry) error {
@@ -132,12 +131,6 @@ func (a *archiver) add(p string, d fs.DirEntry) error {
 	}
 	rel = filepath.ToSlash(rel)
 	isDir := d.IsDir()
-	if rel != "." && anyMatch(a.k.exclude, rel, isDir) {
-		if isDir {
-			return filepath.SkipDir
-		}
-		return nil
-	}
 	fi, err := d.Info()
 	if err != nil {
 		return err
@@ -147,10 +140,13 @@ func (a *archiver) add(p string, d fs.DirEntry) error {
 		a.emitted["."] = true
 		return a.header(fi, "./", "")
 	}
-	included := len(a.k.include) == 0 || a.inDirs[path.Dir(rel)] || anyMatch(a.k.include, rel, isDir)
+	excluded, included := a.sel.classify(rel, isDir)
 	switch {
+	case excluded && isDir:
+		return filepath.SkipDir
+	case excluded:
+		return nil
 	case isDir && included:
-		a.inDirs[rel] = true
 		if err := a.parents(rel); err != nil {
 			return err
 		}
@@ -236,11 +232,15 @@ func (a *archiver) file(p, rel string) error {
 	return nil
 }
 
-// Load extracts the archive into a new directory beside target, fsyncs it,
-// and swaps it into target's place (one atomic exchange on Linux), removing
-// what target held. Entries that would land outside the tree (absolute
-// paths, "..", or through a symlink) fail the load and leave target as it
-// was. Owners are restored when running as root.
+// Load extracts the archive into a new directory beside target, keeps what
+// target holds outside the store (entries the patterns exclude or do not
+// include, hard-linked across so nothing is copied), fsyncs it, and swaps it
+// into target's place (one atomic exchange on Linux): a crash leaves target
+// either as it was or fully restored. This is rsync --delete with excludes:
+// restoring the static content of an installation never deletes its data/.
+// Entries that would land outside the tree (absolute paths, "..", or through
+// a symlink) fail the load and leave target as it was. Owners are restored
+// when running as root.
 func (k *Kind) Load(ctx context.Context, payloadDir, target string) (err error) {
 	in, err := os.Open(filepath.Join(payloadDir, PayloadName))
 	if err != nil {
@@ -253,6 +253,11 @@ func (k *Kind) Load(ctx context.Context, payloadDir, target string) (err error) 
 	}
 	defer zr.Close()
 
+	// A symlinked target (/opt/app -> /srv/app-1.2) is restored where it
+	// points, as Dump read it, and stays a symlink.
+	if resolved, err := filepath.EvalSymlinks(target); err == nil {
+		target = resolved
+	}
 	parent := filepath.Dir(target)
 	if err := os.MkdirAll(parent, 0o750); err != nil {
 		return fmt.Errorf("files: load into %s: %w", target, err)
@@ -266,7 +271,23 @@ func (k *Kind) Load(ctx context.Context, payloadDir, target string) (err error) 
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	if err := extract(ctx, tar.NewReader(zr), tmp); err != nil {
+	root, err := os.OpenRoot(tmp)
+	if err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	defer root.Close()
+	dirs, err := extract(ctx, tar.NewReader(zr), root)
+	if err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	kept, err := k.keep(ctx, target, tmp, root)
+	if err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	if err := applyDirs(root, append(dirs, kept...)); err != nil {
+		return fmt.Errorf("files: load into %s: %w", target, err)
+	}
+	if err := syncDirs(tmp); err != nil {
 		return fmt.Errorf("files: load into %s: %w", target, err)
 	}
 	if err := fsx.Replace(tmp, target); err != nil {
@@ -275,7 +296,7 @@ func (k *Kind) Load(ctx context.Context, payloadDir, target string) (err error) 
 	return nil
 }
 
-// dirMeta is what extract applies to a directory once everything in it is
+// dirMeta is what applyDirs gives a directory once everything in it is
 // written (a read-only directory would refuse its own contents).
 type dirMeta struct {
 	name  string
@@ -285,89 +306,211 @@ type dirMeta struct {
 	gid   int
 }
 
-// extract writes the archive's entries under dir, confined to it by os.Root,
-// and fsyncs them.
-func extract(ctx context.Context, tr *tar.Reader, dir string) error {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	asRoot := os.Geteuid() == 0
+var asRoot = os.Geteuid() == 0
+
+// extract writes the archive's entries into root, refusing any that would
+// escape it, and returns the directories' metadata for applyDirs.
+func extract(ctx context.Context, tr *tar.Reader, root *os.Root) ([]dirMeta, error) {
 	var dirs []dirMeta
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return dirs, nil
 		}
 		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
+			return nil, fmt.Errorf("read archive: %w", err)
 		}
 		name := strings.TrimSuffix(hdr.Name, "/")
 		if name == "" || !filepath.IsLocal(filepath.FromSlash(name)) {
-			return fmt.Errorf("archive entry %q is not a path inside the tree: refused", hdr.Name)
+			return nil, fmt.Errorf("archive entry %q is not a path inside the tree: refused", hdr.Name)
 		}
-		name = filepath.FromSlash(name)
-		mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o700); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirMeta{name, mode, hdr.ModTime, hdr.Uid, hdr.Gid})
-		case tar.TypeReg:
-			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
-				return err
-			}
-			if err := writeFile(ctx, root, name, tr); err != nil {
-				return err
-			}
-			if asRoot {
-				if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-					return err
-				}
-			}
-			if err := root.Chmod(name, mode); err != nil {
-				return err
-			}
-			if err := root.Chtimes(name, hdr.ModTime, hdr.ModTime); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
-				return err
-			}
-			if err := root.Symlink(hdr.Linkname, name); err != nil {
-				return err
-			}
-			if asRoot {
-				if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-					return err
-				}
-			}
-		default:
-			return fmt.Errorf("archive entry %q has type %q, which a files backup never holds: refused", hdr.Name, hdr.Typeflag)
+		d, err := extractOne(ctx, tr, hdr, root, filepath.FromSlash(name))
+		if err != nil {
+			return nil, fmt.Errorf("archive entry %q: %w", hdr.Name, err)
+		}
+		if d != nil {
+			dirs = append(dirs, *d)
 		}
 	}
-	// Deepest first, so that a read-only parent is closed last.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		d := dirs[i]
+}
+
+// extractOne writes one entry, returning a directory's metadata for later.
+func extractOne(ctx context.Context, tr *tar.Reader, hdr *tar.Header, root *os.Root, name string) (*dirMeta, error) {
+	mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := root.MkdirAll(name, 0o700); err != nil {
+			return nil, err
+		}
+		return &dirMeta{name, mode, hdr.ModTime, hdr.Uid, hdr.Gid}, nil
+	case tar.TypeReg:
+		if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			return nil, err
+		}
+		if err := writeFile(ctx, root, name, tr); err != nil {
+			return nil, err
+		}
+		return nil, setMeta(root, name, mode, hdr.ModTime, hdr.Uid, hdr.Gid)
+	case tar.TypeSymlink:
+		if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			return nil, err
+		}
+		if err := root.Symlink(hdr.Linkname, name); err != nil {
+			return nil, err
+		}
 		if asRoot {
-			if err := root.Lchown(d.name, d.uid, d.gid); err != nil {
-				return err
-			}
+			return nil, root.Lchown(name, hdr.Uid, hdr.Gid)
 		}
-		if err := root.Chmod(d.name, d.mode); err != nil {
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("type %q, which a files backup never holds: refused", hdr.Typeflag)
+	}
+}
+
+// kindOf names a file type for errors.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "file"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	}
+	return "special file"
+}
+
+// keep hard-links into the new tree at tmp (opened as root) what target
+// holds outside the store, and returns the directories it made. Where the
+// backup has something else at such a path, the load fails rather than
+// drop what is there.
+func (k *Kind) keep(ctx context.Context, target, tmp string, root *os.Root) ([]dirMeta, error) {
+	if fi, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		return nil, nil // nothing to keep
+	}
+	sel := newSelector(k)
+	kept := map[string]bool{} // directories whose whole content is kept
+	var dirs []dirMeta
+	err := filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
 			return err
 		}
-		if err := root.Chtimes(d.name, d.mtime, d.mtime); err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(target, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		slash := filepath.ToSlash(rel)
+		isDir := d.IsDir()
+		all := kept[path.Dir(slash)]
+		excluded, included := sel.classify(slash, isDir)
+		if !all && included {
+			return nil // the store's: the backup has it
+		}
+		if err := realDir(root, filepath.Dir(rel)); err != nil {
+			return fmt.Errorf("cannot keep %s: %w", slash, err)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, err := root.Lstat(rel)
+		if err == nil {
+			switch {
+			case isDir && st.IsDir():
+				kept[slash] = all || excluded
+				return nil
+			case isDir || st.IsDir():
+				return fmt.Errorf("cannot keep %s (not part of the store): the backup has a %s there", slash, kindOf(st.Mode()))
+			default:
+				return nil // the backup's file wins
+			}
+		}
+		switch {
+		case isDir:
+			if err := root.Mkdir(rel, 0o700); err != nil {
+				return err
+			}
+			kept[slash] = all || excluded
+			uid, gid := owner(fi)
+			dirs = append(dirs, dirMeta{rel, fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), fi.ModTime(), uid, gid})
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := root.Symlink(link, rel); err != nil {
+				return err
+			}
+			if asRoot {
+				uid, gid := owner(fi)
+				return root.Lchown(rel, uid, gid)
+			}
+			return nil
+		case d.Type().IsRegular():
+			// The parent is a real directory inside tmp (realDir), so the
+			// link lands in the new tree.
+			return os.Link(p, filepath.Join(tmp, rel))
+		default:
+			return nil // sockets, FIFOs and devices are not kept
+		}
+	})
+	return dirs, err
+}
+
+// realDir makes sure every component of dir inside root is a directory, not
+// a symlink, creating missing ones.
+func realDir(root *os.Root, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	if err := realDir(root, filepath.Dir(dir)); err != nil {
+		return err
+	}
+	st, err := root.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return root.Mkdir(dir, 0o755)
+	}
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("the backup has a %s at %s", kindOf(st.Mode()), filepath.ToSlash(dir))
+	}
+	return nil
+}
+
+// applyDirs gives directories their modes, owners and times, deepest first.
+func applyDirs(root *os.Root, dirs []dirMeta) error {
+	sort.SliceStable(dirs, func(i, j int) bool {
+		return strings.Count(dirs[i].name, string(filepath.Separator)) > strings.Count(dirs[j].name, string(filepath.Separator))
+	})
+	for _, d := range dirs {
+		if err := setMeta(root, d.name, d.mode, d.mtime, d.uid, d.gid); err != nil {
 			return err
 		}
 	}
-	return syncDirs(dir)
+	return nil
+}
+
+// setMeta sets the owner (when running as root), mode and times of name, in
+// that order: chown clears set-id bits.
+func setMeta(root *os.Root, name string, mode fs.FileMode, mtime time.Time, uid, gid int) error {
+	if asRoot {
+		if err := root.Lchown(name, uid, gid); err != nil {
+			return err
+		}
+	}
+	if err := root.Chmod(name, mode); err != nil {
+		return err
+	}
+	return root.Chtimes(name, mtime, mtime)
 }
 
 // writeFile creates name (which must not exist) with r's content and fsyncs

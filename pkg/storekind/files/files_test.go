@@ -178,7 +178,8 @@ func TestConformance(t *testing.T) {
 	storekindtest.Run(t, func(t *testing.T) storekindtest.Store {
 		root := filepath.Join(t.TempDir(), "cycle_server")
 		seedTree(t, root)
-		want := without(snapshot(t, root), "data", "logs", "plugins/logs", "license.dat", "bin/fifo")
+		notStore := []string{"data", "logs", "plugins/logs", "license.dat", "bin/fifo"}
+		want := without(snapshot(t, root), notStore...)
 		k, err := files.New(files.Options{Root: root, Exclude: seedExclude})
 		if err != nil {
 			t.Fatal(err)
@@ -200,7 +201,9 @@ func TestConformance(t *testing.T) {
 			Check: func(t *testing.T, target string) {
 				t.Helper()
 				t.Cleanup(func() { chmodAll(target) })
-				assertSame(t, snapshot(t, target), want)
+				// The live store also holds what is not part of it, which
+				// Load keeps (TestLoadKeepsWhatIsNotTheStore).
+				assertSame(t, without(snapshot(t, target), notStore...), want)
 			},
 		}
 	})
@@ -350,4 +353,164 @@ func TestLoadRefusesEscapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLoadKeepsWhatIsNotTheStore restores the static content of an
+// installation over the live one: the store's files return to the backup's
+// state, while data/, logs/ and license.dat (excluded) keep their current
+// content, hard-linked into the new tree rather than copied.
+func TestLoadKeepsWhatIsNotTheStore(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "cycle_server")
+	seedTree(t, root)
+	k, err := files.New(files.Options{Root: root, Exclude: seedExclude})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := t.TempDir()
+	if _, err := k.Dump(context.Background(), payload); err != nil {
+		t.Fatal(err)
+	}
+	notStore := []string{"data", "logs", "plugins/logs", "license.dat", "bin/fifo"}
+	store := without(snapshot(t, root), notStore...)
+
+	// After the backup, both the store and what is not the store change.
+	db := filepath.Join(root, "data/backups/backup-2015-12-23_12-19-17-0500/store.db")
+	if err := os.WriteFile(db, []byte("newer data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "config/app.yaml"), []byte("port: 1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "logs/2026"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := snapshot(t, root)
+	for p := range store {
+		delete(rest, p)
+	}
+	delete(rest, "bin/fifo") // a FIFO holds no data and is not kept
+
+	if err := k.Load(context.Background(), payload, root); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, root)
+	assertSame(t, without(after, notStore...), store)
+	kept := map[string]entry{}
+	for p, e := range after {
+		if _, ok := store[p]; !ok {
+			kept[p] = e
+		}
+	}
+	assertSame(t, kept, rest)
+	now, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, now) {
+		t.Error("data/ was copied, not kept in place (hard-linked)")
+	}
+	if des, _ := os.ReadDir(filepath.Dir(root)); len(des) != 1 {
+		t.Errorf("Load left %d entries beside the target, want only the target", len(des))
+	}
+}
+
+// TestLoadIncludeKeepsTheRest: with Include, everything not included is
+// kept at the target.
+func TestLoadIncludeKeepsTheRest(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "cycle_server")
+	seedTree(t, root)
+	k, err := files.New(files.Options{Root: root, Include: []string{"config/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := t.TempDir()
+	if _, err := k.Dump(context.Background(), payload); err != nil {
+		t.Fatal(err)
+	}
+	want := without(snapshot(t, root), "bin/fifo")
+	if err := os.WriteFile(filepath.Join(root, "config/app.yaml"), []byte("port: 1\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "config/extra.yaml"), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Load(context.Background(), payload, root); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, snapshot(t, root), want)
+}
+
+// TestLoadConflictLeavesTarget: when the backup holds a file where the
+// target has a directory the store does not own, Load fails and changes
+// nothing rather than drop that directory.
+func TestLoadConflictLeavesTarget(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "app")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "logs"), []byte("a file, so logs/ does not exclude it"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := files.New(files.Options{Root: root, Exclude: []string{"logs/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := t.TempDir()
+	if _, err := k.Dump(context.Background(), payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "logs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "logs/today.log"), []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	err = k.Load(context.Background(), payload, root)
+	if err == nil || !strings.Contains(err.Error(), "logs") {
+		t.Fatalf("Load over a conflicting directory: %v, want an error naming logs", err)
+	}
+	t.Log(err)
+	assertSame(t, snapshot(t, root), before)
+	if des, _ := os.ReadDir(filepath.Dir(root)); len(des) != 1 {
+		t.Errorf("a failed Load left %d entries beside the target", len(des))
+	}
+}
+
+// TestSymlinkedRoot: a root that is a symlink is backed up and restored
+// where it points, and stays a symlink.
+func TestSymlinkedRoot(t *testing.T) {
+	base := t.TempDir()
+	dest := filepath.Join(base, "app-1.2")
+	seedTree(t, dest)
+	link := filepath.Join(base, "app")
+	if err := os.Symlink("app-1.2", link); err != nil {
+		t.Fatal(err)
+	}
+	k, err := files.New(files.Options{Root: link, Exclude: seedExclude})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := t.TempDir()
+	if _, err := k.Dump(context.Background(), payload); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(t, dest)
+	if err := os.WriteFile(filepath.Join(dest, "README.txt"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Load(context.Background(), payload, link); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Fatalf("the root symlink was replaced: %v, %v", fi, err)
+	}
+	assertSame(t, without(snapshot(t, dest), "bin/fifo"), without(want, "bin/fifo"))
 }

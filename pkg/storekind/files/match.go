@@ -70,3 +70,28 @@ func anyMatch(ps []pattern, rel string, isDir bool) bool {
 	}
 	return false
 }
+
+// selector decides, path by path in walk order (parents first), what a
+// Kind's patterns select.
+type selector struct {
+	include, exclude []pattern
+	// inDirs holds the directories that match include, or lie under one.
+	inDirs map[string]bool
+}
+
+func newSelector(k *Kind) *selector {
+	return &selector{include: k.include, exclude: k.exclude, inDirs: map[string]bool{}}
+}
+
+// classify says whether rel (not ".") is excluded, and if not, whether it is
+// included: a directory that is neither may still hold included entries.
+func (s *selector) classify(rel string, isDir bool) (excluded, included bool) {
+	if anyMatch(s.exclude, rel, isDir) {
+		return true, false
+	}
+	included = len(s.include) == 0 || s.inDirs[path.Dir(rel)] || anyMatch(s.include, rel, isDir)
+	if included && isDir {
+		s.inDirs[rel] = true
+	}
+	return false, included
+}

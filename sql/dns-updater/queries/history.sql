@@ -1,6 +1,6 @@
 -- name: AddHistory :one
-INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id;
 
 -- name: ListHistory :many

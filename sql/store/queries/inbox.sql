@@ -1,8 +1,7 @@
--- name: InboxHas :one
-SELECT EXISTS (SELECT 1 FROM inbox WHERE id = ?) AS seen;
-
--- name: InboxAdd :exec
-INSERT INTO inbox (id, subject, handled_at) VALUES (?, ?, ?);
+-- name: InboxAdd :execrows
+-- Records a consumed id; 0 rows means it was handled before.
+INSERT INTO inbox (id, subject, handled_at) VALUES (?, ?, ?)
+ON CONFLICT (id) DO NOTHING;
 
 -- name: InboxPrune :execrows
 DELETE FROM inbox WHERE handled_at < ?;

@@ -9,8 +9,9 @@ import (
 	"context"
 )
 
-const inboxAdd = `-- name: InboxAdd :exec
+const inboxAdd = `-- name: InboxAdd :execrows
 INSERT INTO inbox (id, subject, handled_at) VALUES (?, ?, ?)
+ON CONFLICT (id) DO NOTHING
 `
 
 type InboxAddParams struct {
@@ -19,9 +20,13 @@ type InboxAddParams struct {
 	HandledAt int64
 }
 
-func (q *Queries) InboxAdd(ctx context.Context, arg InboxAddParams) error {
-	_, err := q.db.ExecContext(ctx, inboxAdd, arg.ID, arg.Subject, arg.HandledAt)
-	return err
+// Records a consumed id; 0 rows means it was handled before.
+func (q *Queries) InboxAdd(ctx context.Context, arg InboxAddParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, inboxAdd, arg.ID, arg.Subject, arg.HandledAt)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const inboxCount = `-- name: InboxCount :one
@@ -33,17 +38,6 @@ func (q *Queries) InboxCount(ctx context.Context) (int64, error) {
 	var count int64
 	err := row.Scan(&count)
 	return count, err
-}
-
-const inboxHas = `-- name: InboxHas :one
-SELECT EXISTS (SELECT 1 FROM inbox WHERE id = ?) AS seen
-`
-
-func (q *Queries) InboxHas(ctx context.Context, id string) (bool, error) {
-	row := q.db.QueryRowContext(ctx, inboxHas, id)
-	var seen bool
-	err := row.Scan(&seen)
-	return seen, err
 }
 
 const inboxPrune = `-- name: InboxPrune :execrows

@@ -23,7 +23,7 @@ func SyncDir(p string) error {
 	return nil
 }
 
-// Replace puts the tree at tmp in place of target (which may not exist) and
+// Replace puts the tree at tmp in place of target (which need not exist) and
 // removes what target held. Both must be in the same directory. Where the
 // system allows, the swap is one atomic exchange, so a crash leaves either
 // the old tree or the new one at target (and the other at tmp).

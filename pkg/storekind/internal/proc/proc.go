@@ -56,6 +56,9 @@ func Run(ctx context.Context, argv []string, timeout time.Duration, env []string
 	if s := strings.TrimSpace(stderr.String()); s != "" {
 		return fmt.Errorf("%w; stderr: %s", err, s)
 	}
+	if cmd.Process == nil {
+		return err // it never started: stderr says nothing
+	}
 	return fmt.Errorf("%w (nothing on stderr)", err)
 }
 
