@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"time"
 )
 
@@ -53,16 +55,27 @@ func main() {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fail(err)
 	}
-	reports := []*Report{}
-	r, err := benchEvents(*events)
-	if err != nil {
-		fail(fmt.Errorf("events: %w", err))
+	areas := []struct {
+		name string
+		run  func() (*Report, error)
+	}{
+		{"events", func() (*Report, error) {
+			r, err := benchEvents(*events)
+			if err == nil {
+				err = benchStartup(r, *bin)
+			}
+			return r, err
+		}},
+		{"dns", benchDNS},
 	}
-	if err := benchStartup(r, *bin); err != nil {
-		fail(fmt.Errorf("startup: %w", err))
-	}
-	reports = append(reports, r)
-	for _, r := range reports {
+	failed := false
+	for _, a := range areas {
+		r, err := a.run()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", a.name, err)
+			failed = true
+			continue
+		}
 		path := filepath.Join(*out, r.Area+".json")
 		b, _ := json.MarshalIndent(r, "", "  ")
 		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
@@ -70,16 +83,20 @@ func main() {
 		}
 		summarize(r, path)
 	}
+	if failed {
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
 }
 
 func summarize(r *Report, path string) {
 	fmt.Printf("== %s (%s)\n", r.Area, path)
-	for k, v := range r.Results {
-		fmt.Printf("  %-40s %v\n", k, v)
+	for _, k := range slices.Sorted(maps.Keys(r.Results)) {
+		fmt.Printf("  %-40s %v\n", k, r.Results[k])
 	}
-	for k, ok := range r.Verdicts {
+	for _, k := range slices.Sorted(maps.Keys(r.Verdicts)) {
 		mark := "MEETS"
-		if !ok {
+		if !r.Verdicts[k] {
 			mark = "MISSES"
 		}
 		fmt.Printf("  %-6s %s (target %v)\n", mark, k, r.Targets[k])

@@ -141,16 +141,24 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		var hosts []struct{ Host, State string }
+		var hosts []struct {
+			Host, State string
+			LastSeen    *time.Time `json:"last_seen"`
+			Services    []string
+		}
 		if err := json.Unmarshal(m.Data, &hosts); err != nil {
 			return fmt.Errorf("%s: %v", m.Data, err)
 		}
+		h1Down, selfSeen := false, false
 		for _, h := range hosts {
-			if h.Host == "h1" && h.State == "down" {
-				return nil
-			}
+			h1Down = h1Down || (h.Host == "h1" && h.State == "down")
+			// lifeboat's own heartbeat, with the services it runs.
+			selfSeen = selfSeen || (h.Host == "it-host" && h.LastSeen != nil && len(h.Services) == len(events.Services))
 		}
-		return fmt.Errorf("h1 not down in %s", m.Data)
+		if !h1Down || !selfSeen {
+			return fmt.Errorf("want h1 down and it-host heartbeating in %s", m.Data)
+		}
+		return nil
 	})
 	waitFor(t, 15*time.Second, func() error {
 		out, err := exec.Command(bin, "events", "dlq", "--nats", "nats://"+listen).CombinedOutput()

@@ -18,6 +18,7 @@ import (
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/service/servicetest"
 	"lifeboat.dev/pkg/store"
 )
 
@@ -65,39 +66,10 @@ func (ts *testService) handleHostDown(ctx context.Context, tx *store.Tx, m servi
 	return err
 }
 
-// runService starts spec on b with its data in a temporary directory.
+// runService starts spec on b with its data in dataDir.
 func runService(t *testing.T, b *bus.Bus, spec service.Spec, dataDir string) *service.Runtime {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	// Small batches and a short ack wait, so that crash tests see many
-	// commits and redeliveries come quickly after a kill.
-	deps := service.Deps{Bus: b, Host: "test-host", DataDir: dataDir, Version: "0.0.1", BatchSize: 8}
-	deps.Consumer = func(s string) bus.ConsumerConfig {
-		c := bus.NewConsumerConfig(s)
-		c.Backoff = []time.Duration{50 * time.Millisecond}
-		c.MaxDeliver = 3
-		c.AckWait = 2 * time.Second
-		return c
-	}
-	rt, err := service.New(ctx, spec, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		t.Fatalf("service stopped at start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("service not ready in 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("service stopped with %v", err)
-		}
-	})
+	rt, _ := servicetest.Start(t, spec, servicetest.Deps(b, dataDir))
 	return rt
 }
 

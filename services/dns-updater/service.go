@@ -1,20 +1,86 @@
-// Package dnsupdater is the dns-updater service: it points an activated instance's DNS name at its new host and verifies the change.
+// Package dnsupdater is the dns-updater service: when restore activates an
+// instance on a new host (InstanceActivated), it points the instance's DNS
+// name at the new address through a provider (lifeboat's embedded
+// authoritative server, RFC 2136 dynamic updates, or Infoblox WAPI),
+// verifies the change by asking the zone's authoritative servers directly,
+// and emits DNSRecordUpdated or DNSUpdateFailed. An activation whose epoch
+// is not newer than the last applied for its instance is ignored, so a
+// late or replayed event never points a name back at a dead host. Only
+// names declared for instances in the config are ever changed. Every
+// change is kept in a history.
 //
-// This is the service's skeleton on the shared runtime (its database, its
-// status endpoint, clean shutdown); its behaviour arrives with its own issue.
+// How a change flows (see handlers.go and apply.go): a handler validates
+// the event and queues the change in the service's database, in the
+// transaction that records the event as handled; the Run loop applies
+// queued changes outside any transaction (DNS work can block for seconds,
+// and the embedded provider writes through the same single writer), then
+// records the outcome, the history, the epoch and the outcome event in one
+// transaction.
 package dnsupdater
 
 import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/services/dns-updater/internal/db"
+	"lifeboat.dev/services/dns-updater/provider"
+	"lifeboat.dev/services/dns-updater/provider/embedded"
+	"lifeboat.dev/services/dns-updater/provider/infoblox"
+	"lifeboat.dev/services/dns-updater/provider/rfc2136"
 	lbsql "lifeboat.dev/sql"
 )
 
 // Name is the service's name on the bus and on disk.
 const Name = events.ServiceDNSUpdater
 
-// Spec describes the service to the runtime.
-func Spec() (service.Spec, error) {
+// Service is the dns-updater.
+type Service struct {
+	cfg    Config
+	rt     *service.Runtime
+	log    *slog.Logger
+	p      provider.Provider // nil when no zone is configured
+	emb    *embedded.Server  // set when p is the embedded server
+	byName map[string]string // owned name → instance
+
+	wake      chan struct{} // a change was queued
+	closeOnce sync.Once
+
+	// afterSet, when set (tests), runs after the provider accepted a
+	// change and before it is verified and recorded; an error stands for
+	// a crash at that point.
+	afterSet func() error
+}
+
+// Spec describes the service to the runtime, configured by cfg (the dns
+// section of lifeboat.yaml). cfg is validated here too, with keys named
+// under "dns".
+func Spec(cfg Config) (service.Spec, error) {
+	cfg.Instances = maps.Clone(cfg.Instances)
+	if err := cfg.Validate(nil, "dns"); err != nil {
+		return service.Spec{}, err
+	}
+	return newService(cfg).spec()
+}
+
+func newService(cfg Config) *Service {
+	s := &Service{cfg: cfg, byName: map[string]string{}, wake: make(chan struct{}, 1), log: slog.Default()}
+	for inst, ic := range cfg.Instances {
+		s.byName[ic.Name] = inst
+	}
+	return s
+}
+
+func (s *Service) spec() (service.Spec, error) {
 	migrations, err := lbsql.Migrations(Name)
 	if err != nil {
 		return service.Spec{}, err
@@ -23,5 +89,201 @@ func Spec() (service.Spec, error) {
 		Name:        Name,
 		Description: "Lifeboat dns-updater: points an activated instance's DNS name at its new host and verifies the change",
 		Migrations:  migrations,
+		Init:        s.init,
+		Subscriptions: []service.Subscription{
+			{Subject: events.SubjectOf[events.InstanceActivated](), Handle: s.handleInstanceActivated},
+			{Subject: events.SubjectOf[events.DNSSet](), Handle: s.handleDNSSet},
+			{Subject: events.SubjectOf[events.FailoverStarted](), Handle: s.handleFailoverStarted},
+			{Subject: events.SubjectOf[events.FailoverCompleted](), Handle: s.handleFailoverCompleted},
+			{Subject: events.SubjectOf[events.RestoreFailed](), Handle: s.handleRestoreFailed},
+		},
+		Endpoints: []service.Endpoint{
+			{Name: "records", Handler: s.recordsEndpoint},
+			{Name: "history", Handler: s.historyEndpoint},
+		},
+		Status: s.status,
+		Run:    s.run,
 	}, nil
+}
+
+// init opens the provider. The embedded server starts serving here, so a
+// port in use stops the service at start with the key to change.
+func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
+	s.rt = rt
+	s.log = rt.Logger
+	if !s.cfg.Enabled() {
+		s.log.Info("no DNS zone configured (dns.zone): dns-updater changes nothing")
+		return nil
+	}
+	owned := s.cfg.owned()
+	switch s.cfg.Provider {
+	case ProviderEmbedded:
+		opts := embedded.NewOptions(s.cfg.Zone)
+		opts.Addr, opts.ZoneFile, opts.Owned, opts.Logger = s.cfg.Embedded.Listen, s.cfg.Embedded.ZoneFile, owned, s.log
+		// embedded writes its records through the store's single writer
+		// in its own transactions; it is only ever called outside ours.
+		srv, err := embedded.Open(ctx, rt.DB.W, opts)
+		if err != nil {
+			return fmt.Errorf("dns.embedded: %w", err)
+		}
+		if err := srv.Start(ctx); err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		s.p, s.emb = srv, srv
+		// Stop serving when the service stops, even if Run never started.
+		context.AfterFunc(ctx, s.closeProvider)
+	case ProviderRFC2136:
+		r := s.cfg.RFC2136
+		var key rfc2136.Key
+		if r.KeyFile != "" {
+			k, err := rfc2136.ReadKeyFile(r.KeyFile)
+			if err != nil {
+				return fmt.Errorf("dns.rfc2136.key_file: %w", err)
+			}
+			key = k
+		}
+		opts := rfc2136.NewOptions(r.Server, s.cfg.Zone, key)
+		opts.Owned, opts.Authoritative, opts.Timeout = owned, r.Authoritative, r.Timeout
+		p, err := rfc2136.New(opts)
+		if err != nil {
+			return fmt.Errorf("dns.rfc2136: %w", err)
+		}
+		s.p = p
+	case ProviderInfoblox:
+		ib := s.cfg.Infoblox
+		opts := infoblox.NewOptions(ib.URL, s.cfg.Zone)
+		user, pass, err := infoblox.ReadCredentials(ib.CredentialsFile)
+		if err != nil {
+			return fmt.Errorf("dns.infoblox.credentials_file: %w", err)
+		}
+		opts.Username, opts.Password = user, pass
+		opts.Version, opts.View, opts.CAFile, opts.Timeout = ib.Version, ib.View, ib.CAFile, ib.Timeout
+		opts.Owned, opts.Authoritative = owned, ib.Authoritative
+		p, err := infoblox.New(opts)
+		if err != nil {
+			return fmt.Errorf("dns.infoblox: %w", err)
+		}
+		s.p = p
+	}
+	s.log = s.log.With(slog.String("provider", s.p.Name()), slog.String("zone", s.cfg.Zone))
+	s.log.Info("dns-updater ready", slog.Int("instances", len(s.cfg.Instances)), slog.Any("authoritative", s.p.Authoritative()))
+	return nil
+}
+
+func (s *Service) closeProvider() {
+	s.closeOnce.Do(func() {
+		if s.emb != nil {
+			if err := s.emb.Close(); err != nil {
+				s.log.Warn("embedded dns server did not stop cleanly", slog.String("error", err.Error()))
+			}
+		}
+	})
+}
+
+// signal wakes the Run loop: a change was queued. The transaction that
+// queued it has not committed yet; the loop's read waits for it (see
+// applyNext).
+func (s *Service) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Status is the service's own part of its status reply.
+type Status struct {
+	// Zone is the zone changed; empty when none is configured.
+	Zone string `json:"zone"`
+	// Provider is embedded, rfc2136 or infoblox.
+	Provider string `json:"provider,omitempty"`
+	// Listen is the embedded server's address.
+	Listen string `json:"listen,omitempty"`
+	// Authoritative are the servers changes are verified against.
+	Authoritative []string `json:"authoritative,omitempty"`
+	// Serial is the zone's SOA serial as its first authoritative server
+	// answers it (0 when it could not be asked).
+	Serial      uint32 `json:"serial,omitempty"`
+	SerialError string `json:"serial_error,omitempty"`
+	// Instances maps each instance to its DNS name.
+	Instances map[string]string `json:"instances,omitempty"`
+	// Pending is how many changes wait to be applied.
+	Pending int `json:"pending"`
+	// Lowered lists the instances whose TTL is lowered for a failover.
+	Lowered []string `json:"lowered,omitempty"`
+	// LastChange is the newest change in the history.
+	LastChange *Change `json:"last_change,omitempty"`
+}
+
+func (s *Service) status(ctx context.Context) (any, error) {
+	st := Status{Zone: s.cfg.Zone}
+	if s.p == nil {
+		return st, nil
+	}
+	st.Provider = s.p.Name()
+	st.Authoritative = s.p.Authoritative()
+	if s.emb != nil {
+		st.Listen = s.emb.Addr()
+		st.Serial = s.emb.Serial()
+	} else if serial, err := querySerial(ctx, st.Authoritative[0], s.cfg.Zone, time.Second); err != nil {
+		st.SerialError = err.Error()
+	} else {
+		st.Serial = serial
+	}
+	st.Instances = map[string]string{}
+	for inst, ic := range s.cfg.Instances {
+		st.Instances[inst] = ic.Name
+	}
+	q := db.New(s.rt.DB.R)
+	pending, err := q.ListChanges(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	st.Pending = len(pending)
+	lowered, err := q.ListLowered(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	for _, l := range lowered {
+		st.Lowered = append(st.Lowered, l.Instance)
+	}
+	last, err := q.ListHistory(ctx, 1)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	if len(last) == 1 {
+		c := changeOf(last[0])
+		st.LastChange = &c
+	}
+	return st, nil
+}
+
+// lastApplied returns the epoch last applied for instance, 0 when none.
+func lastApplied(ctx context.Context, q *db.Queries, instance string) (int64, error) {
+	e, err := q.GetEpoch(ctx, instance)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return e.Epoch, err
+}
+
+// querySerial asks server for zone's SOA, without recursion, and returns
+// its serial.
+func querySerial(ctx context.Context, server, zone string, timeout time.Duration) (uint32, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(zone, dns.TypeSOA)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	if err != nil {
+		return 0, fmt.Errorf("SOA of %s at %s: %w", zone, server, err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, fmt.Errorf("SOA of %s at %s: %s", zone, server, provider.RcodeName(r.Rcode))
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("SOA of %s at %s: no SOA in the answer", zone, server)
 }

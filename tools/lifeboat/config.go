@@ -10,6 +10,8 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/config"
+	backupscheduler "lifeboat.dev/services/backup-scheduler"
+	dnsupdater "lifeboat.dev/services/dns-updater"
 )
 
 // Config is lifeboat.yaml: the process's settings. Command-line flags
@@ -27,6 +29,12 @@ type Config struct {
 	NATS    NATSConfig `yaml:"nats"`
 	// HeartbeatInterval is how often this host announces itself.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// DNS configures dns-updater: the zone, the provider and the instances'
+	// names (see services/dns-updater/README.md).
+	DNS dnsupdater.Config `yaml:"dns"`
+	// Backup configures backup-scheduler: the backup plans and the built-in
+	// plan lifeboat-self (see deploy/examples/lifeboat.yaml).
+	Backup backupscheduler.Config `yaml:"backup"`
 }
 
 // LogConfig shapes the process log.
@@ -64,6 +72,7 @@ func defaultConfig() Config {
 		Log:               LogConfig{Level: "info", Format: "text"},
 		NATS:              NATSConfig{Listen: "127.0.0.1:4222", DedupeWindow: 2 * time.Minute},
 		HeartbeatInterval: 5 * time.Second,
+		DNS:               dnsupdater.NewConfig(),
 	}
 }
 
@@ -126,6 +135,12 @@ func (cfg *Config) validate(f *config.File) error {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		return f.Errorf("heartbeat_interval", "must be positive (e.g. 5s)")
+	}
+	if err := cfg.DNS.Validate(f, "dns"); err != nil {
+		return err
+	}
+	if err := cfg.Backup.Validate(f, "backup", cfg.Data); err != nil {
+		return err
 	}
 	return nil
 }

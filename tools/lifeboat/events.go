@@ -195,7 +195,7 @@ nothing is sent.`,
 			}
 			body := []byte(args[1])
 			if err := events.Validate(t, body); err != nil {
-				return usagef(c, "%s: %v", t.Name, err)
+				return usagef(c, "%v", err)
 			}
 			nc, js, err := cf.connect()
 			if err != nil {

@@ -27,6 +27,9 @@ talk to a running one over NATS.`,
 		newStatusCmd(),
 		newEventsCmd(),
 		newScheduleCmd(),
+		newDNSCmd(),
+		newBackupCmd(),
+		newPlanCmd(),
 	)
 	return root
 }

@@ -26,14 +26,19 @@ import (
 	volumemonitor "lifeboat.dev/services/volume-monitor"
 )
 
-// specs builds each service's Spec by name.
-var specs = map[string]func() (service.Spec, error){
-	backupscheduler.Name: backupscheduler.Spec,
-	syncer.Name:          syncer.Spec,
-	restore.Name:         restore.Spec,
-	jobtracker.Name:      jobtracker.Spec,
-	volumemonitor.Name:   volumemonitor.Spec,
-	dnsupdater.Name:      dnsupdater.Spec,
+// specs builds each service's Spec by name, from the loaded config.
+var specs = map[string]func(cfg Config) (service.Spec, error){
+	backupscheduler.Name: func(cfg Config) (service.Spec, error) { return backupscheduler.Spec(cfg.Backup) },
+	syncer.Name:          noConfig(syncer.Spec),
+	restore.Name:         noConfig(restore.Spec),
+	jobtracker.Name:      noConfig(jobtracker.Spec),
+	volumemonitor.Name:   noConfig(volumemonitor.Spec),
+	dnsupdater.Name:      func(cfg Config) (service.Spec, error) { return dnsupdater.Spec(cfg.DNS) },
+}
+
+// noConfig adapts the Spec of a service that takes no configuration.
+func noConfig(spec func() (service.Spec, error)) func(Config) (service.Spec, error) {
+	return func(Config) (service.Spec, error) { return spec() }
 }
 
 type upFlags struct {
@@ -182,7 +187,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel}
 	var runtimes []*service.Runtime
 	for _, name := range targets {
-		spec, err := specs[name]()
+		spec, err := specs[name](cfg)
 		if err != nil {
 			return err
 		}
@@ -201,7 +206,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- rt.Run(svcCtx) }()
 	}
-	go service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: hostAddress(cfg), Services: targets}, cfg.HeartbeatInterval, logger)
+	go service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: cfg.HTTP, Services: targets}, cfg.HeartbeatInterval, logger)
 
 	// Ready once every service consumes and answers.
 	for _, rt := range runtimes {
@@ -237,11 +242,6 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	stopServices()
 	wg.Wait()
 	return runErr
-}
-
-// hostAddress is the address peers reach this host's lifeboat on.
-func hostAddress(cfg Config) string {
-	return cfg.HTTP
 }
 
 func splitList(s string) []string {

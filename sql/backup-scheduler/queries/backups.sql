@@ -40,3 +40,11 @@ DELETE FROM backups WHERE plan = ?;
 
 -- name: BackupCount :one
 SELECT COUNT(*) FROM backups WHERE plan = ? AND state = 'valid';
+
+-- name: BackupsForRetention :many
+-- BackupsForRetention is what a pruning pass needs of a plan's valid
+-- backups, in no order (the rule sorts).
+SELECT name, name_time FROM backups INDEXED BY backups_retention WHERE plan = ? AND state = 'valid';
+
+-- name: BackupsInvalid :many
+SELECT name, name_time, problem FROM backups INDEXED BY backups_retention WHERE plan = ? AND state = 'invalid';

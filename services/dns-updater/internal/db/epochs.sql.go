@@ -26,10 +26,57 @@ func (q *Queries) GetEpoch(ctx context.Context, instance string) (DnsEpoch, erro
 	return i, err
 }
 
+const getSeen = `-- name: GetSeen :one
+
+SELECT epoch FROM dns_seen WHERE instance = ?
+`
+
+// an epoch never moves back
+func (q *Queries) GetSeen(ctx context.Context, instance string) (int64, error) {
+	row := q.db.QueryRowContext(ctx, getSeen, instance)
+	var epoch int64
+	err := row.Scan(&epoch)
+	return epoch, err
+}
+
+const listEpochs = `-- name: ListEpochs :many
+SELECT instance, epoch, name, address, applied_at FROM dns_epochs ORDER BY instance
+`
+
+func (q *Queries) ListEpochs(ctx context.Context) ([]DnsEpoch, error) {
+	rows, err := q.db.QueryContext(ctx, listEpochs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DnsEpoch{}
+	for rows.Next() {
+		var i DnsEpoch
+		if err := rows.Scan(
+			&i.Instance,
+			&i.Epoch,
+			&i.Name,
+			&i.Address,
+			&i.AppliedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const setEpoch = `-- name: SetEpoch :exec
 INSERT INTO dns_epochs (instance, epoch, name, address, applied_at) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (instance) DO UPDATE SET
     epoch = excluded.epoch, name = excluded.name, address = excluded.address, applied_at = excluded.applied_at
+WHERE excluded.epoch >= dns_epochs.epoch
 `
 
 type SetEpochParams struct {
@@ -48,5 +95,21 @@ func (q *Queries) SetEpoch(ctx context.Context, arg SetEpochParams) error {
 		arg.Address,
 		arg.AppliedAt,
 	)
+	return err
+}
+
+const setSeen = `-- name: SetSeen :exec
+INSERT INTO dns_seen (instance, epoch) VALUES (?, ?)
+ON CONFLICT (instance) DO UPDATE SET epoch = MAX(epoch, excluded.epoch)
+`
+
+type SetSeenParams struct {
+	Instance string
+	Epoch    int64
+}
+
+// Keeps the largest epoch seen.
+func (q *Queries) SetSeen(ctx context.Context, arg SetSeenParams) error {
+	_, err := q.db.ExecContext(ctx, setSeen, arg.Instance, arg.Epoch)
 	return err
 }

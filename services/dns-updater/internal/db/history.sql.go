@@ -10,8 +10,8 @@ import (
 )
 
 const addHistory = `-- name: AddHistory :one
-INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 `
 
@@ -25,6 +25,8 @@ type AddHistoryParams struct {
 	Epoch           int64
 	At              int64
 	VerifiedAfterMs int64
+	Kind            string
+	Instance        string
 }
 
 func (q *Queries) AddHistory(ctx context.Context, arg AddHistoryParams) (int64, error) {
@@ -38,6 +40,8 @@ func (q *Queries) AddHistory(ctx context.Context, arg AddHistoryParams) (int64, 
 		arg.Epoch,
 		arg.At,
 		arg.VerifiedAfterMs,
+		arg.Kind,
+		arg.Instance,
 	)
 	var id int64
 	err := row.Scan(&id)
@@ -45,7 +49,7 @@ func (q *Queries) AddHistory(ctx context.Context, arg AddHistoryParams) (int64, 
 }
 
 const listHistory = `-- name: ListHistory :many
-SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms FROM dns_history ORDER BY id DESC LIMIT ?
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance FROM dns_history ORDER BY id DESC LIMIT ?
 `
 
 // The newest changes first, at most limit of them.
@@ -69,6 +73,8 @@ func (q *Queries) ListHistory(ctx context.Context, limit int64) ([]DnsHistory, e
 			&i.Epoch,
 			&i.At,
 			&i.VerifiedAfterMs,
+			&i.Kind,
+			&i.Instance,
 		); err != nil {
 			return nil, err
 		}
@@ -84,7 +90,7 @@ func (q *Queries) ListHistory(ctx context.Context, limit int64) ([]DnsHistory, e
 }
 
 const listHistoryByName = `-- name: ListHistoryByName :many
-SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms FROM dns_history WHERE name = ? ORDER BY id DESC LIMIT ?
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance FROM dns_history WHERE name = ? ORDER BY id DESC LIMIT ?
 `
 
 type ListHistoryByNameParams struct {
@@ -112,6 +118,8 @@ func (q *Queries) ListHistoryByName(ctx context.Context, arg ListHistoryByNamePa
 			&i.Epoch,
 			&i.At,
 			&i.VerifiedAfterMs,
+			&i.Kind,
+			&i.Instance,
 		); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,28 @@
 
 package db
 
+import (
+	"database/sql"
+)
+
+type DnsChange struct {
+	ID        int64
+	Kind      string
+	Instance  string
+	Name      string
+	Type      string
+	Value     string
+	Ttl       int64
+	Epoch     int64
+	Trace     string
+	CreatedAt int64
+	Attempts  int64
+	NextAt    int64
+	Old       sql.NullString
+	Applied   int64
+	LastError string
+}
+
 type DnsEpoch struct {
 	Instance  string
 	Epoch     int64
@@ -23,6 +45,15 @@ type DnsHistory struct {
 	Epoch           int64
 	At              int64
 	VerifiedAfterMs int64
+	Kind            string
+	Instance        string
+}
+
+type DnsLowered struct {
+	Instance string
+	Ttl      int64
+	Epoch    int64
+	Since    int64
 }
 
 type DnsRecord struct {
@@ -31,6 +62,11 @@ type DnsRecord struct {
 	Type  string
 	Value string
 	Ttl   int64
+}
+
+type DnsSeen struct {
+	Instance string
+	Epoch    int64
 }
 
 type DnsZone struct {

@@ -215,7 +215,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	pc, ln, err := listen(ctx, s.opts.Addr)
 	if err != nil {
-		return fmt.Errorf("embedded: listen on %s: %w (choose another dns.listen address, or free the port)", s.opts.Addr, err)
+		return fmt.Errorf("embedded: listen on %s: %w (choose another address with dns.embedded.listen, or free the port)", s.opts.Addr, err)
 	}
 	s.addr.Store(pc.LocalAddr().String())
 	s.udp = &dns.Server{PacketConn: pc, Handler: s, MsgAcceptFunc: accept, UDPSize: ednsSize}

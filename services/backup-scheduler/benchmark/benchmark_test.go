@@ -1,0 +1,72 @@
+package benchmark
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+)
+
+func needSQLite3(tb testing.TB) {
+	tb.Helper()
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatal("the sqlite3 CLI is required (apt-get install sqlite3)")
+		}
+		tb.Skip("the sqlite3 CLI is missing: apt-get install sqlite3")
+	}
+}
+
+// TestBenchBackupReports runs the benchmark on a small database: every
+// figure the bench harness reads is there.
+func TestBenchBackupReports(t *testing.T) {
+	needSQLite3(t)
+	if testing.Short() {
+		t.Skip("generates a database and a 100k catalog")
+	}
+	res, err := BenchBackup(t.Context(), t.TempDir(), 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"lifeboat_seconds", "sqlite3_backup_seconds", "cp_seconds", "lifeboat_vs_sqlite3_backup", "lifeboat_vs_cp",
+		"writer_max_stall_ms", "lifeboat_writer_max_gap_ms", "retention_100k_rule_ms", "retention_100k_pass_ms", "size_bytes"} {
+		if _, ok := res[k]; !ok {
+			t.Errorf("no %s in %v", k, res)
+		}
+	}
+	if res["size_bytes"].(int64) < 4<<20 {
+		t.Errorf("database of %d bytes, asked for 4 MiB", res["size_bytes"])
+	}
+	t.Log(res)
+}
+
+// BenchmarkBackup is BenchBackup as a Go benchmark; LIFEBOAT_BENCH_BYTES
+// sets the database size (default 64 MiB; the bar is for 1 GiB) and
+// LIFEBOAT_BENCH_DIR keeps the generated database between runs.
+func BenchmarkBackup(b *testing.B) {
+	needSQLite3(b)
+	size := int64(64 << 20)
+	if v := os.Getenv("LIFEBOAT_BENCH_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("LIFEBOAT_BENCH_BYTES=%q: %v", v, err)
+		}
+		size = n
+	}
+	dir := os.Getenv("LIFEBOAT_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	for b.Loop() {
+		res, err := BenchBackup(b.Context(), dir, size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Log(res)
+		for _, k := range []string{"lifeboat_seconds", "sqlite3_backup_seconds", "cp_seconds", "lifeboat_vs_sqlite3_backup", "lifeboat_vs_cp", "writer_max_stall_ms", "retention_100k_pass_ms"} {
+			if v, ok := res[k].(float64); ok {
+				b.ReportMetric(v, k)
+			}
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package backupscheduler
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"lifeboat.dev/pkg/backup"
+	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/services/backup-scheduler/internal/db"
+)
+
+// RebuildResult is what a catalog rebuild found in a plan's directory.
+type RebuildResult struct {
+	Plan      string   `json:"plan"`
+	Dir       string   `json:"dir"`
+	Total     int      `json:"total"`   // backups in the directory now
+	Added     int      `json:"added"`   // found on disk, not in the catalog (copied in by hand)
+	Removed   int      `json:"removed"` // in the catalog, gone from disk (deleted by hand)
+	Invalid   int      `json:"invalid"` // do not verify
+	Verified  int      `json:"verified"`
+	Cleaned   []string `json:"cleaned,omitempty"` // temporary directories of interrupted writes, removed
+	Completed int      `json:"pruned"`            // interrupted prunes finished
+}
+
+// rebuildCatalog makes the plan's catalog what its directory holds (the
+// directory is the truth): it removes what interrupted writes and prunes
+// left, adds the backups copied in by hand (verified in full), drops the
+// ones deleted by hand, and checks the known ones — their manifest
+// unchanged and their files of the listed sizes — or, with full, verifies
+// every file's SHA-256. A backup that does not verify is marked invalid and
+// never offered for restore. The caller holds the plan's slot.
+func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (RebuildResult, error) {
+	res := RebuildResult{Plan: p.Name, Dir: p.Directory}
+	if err := s.finishPruning(ctx, p); err != nil {
+		return res, err
+	}
+	var entries []backup.Entry
+	if _, err := os.Stat(p.Directory); err == nil {
+		if res.Cleaned, err = backup.CleanTemp(ctx, p.Directory); err != nil {
+			return res, err
+		}
+		if entries, err = backup.List(p.Directory); err != nil {
+			return res, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return res, fmt.Errorf("catalog: %w", err)
+	}
+	rows, err := db.New(s.rt.DB.R).BackupsOfPlan(ctx, p.Name)
+	if err != nil {
+		return res, fmt.Errorf("catalog: %w", err)
+	}
+	known := map[string]db.Backup{}
+	for _, r := range rows {
+		known[r.Name] = r
+	}
+	onDisk := map[string]bool{}
+	var puts []db.BackupPutParams
+	var dels []string
+	now := time.Now()
+	for _, e := range entries {
+		onDisk[e.Name] = true
+		r, ok := known[e.Name]
+		switch {
+		case !ok:
+			res.Added++
+		case r.State == statePruning:
+			continue // its removal failed; the next pass retries it
+		}
+		if ok && r.State == stateValid && !full && quickCheck(p.Directory, e.Name, r) == nil {
+			continue
+		}
+		put := check(ctx, p, e, now)
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		puts = append(puts, put)
+	}
+	for _, r := range rows {
+		if !onDisk[r.Name] {
+			dels = append(dels, r.Name)
+			res.Removed++
+		}
+	}
+	err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+		q := db.New(tx)
+		for _, n := range dels {
+			if err := q.BackupDelete(ctx, db.BackupDeleteParams{Plan: p.Name, Name: n}); err != nil {
+				return err
+			}
+		}
+		for _, put := range puts {
+			if err := q.BackupPut(ctx, put); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("catalog: %w", err)
+	}
+	after, err := db.New(s.rt.DB.R).BackupsOfPlan(ctx, p.Name)
+	if err != nil {
+		return res, fmt.Errorf("catalog: %w", err)
+	}
+	res.Total = len(after)
+	for _, r := range after {
+		if r.State == stateInvalid {
+			res.Invalid++
+		}
+	}
+	res.Verified = len(puts)
+	return res, nil
+}
+
+// quickCheck says whether a known backup still looks as it did when it was
+// verified: the same manifest (by its SHA-256), and every payload file of
+// the size the manifest says. It reads no payload.
+func quickCheck(dir, name string, r db.Backup) error {
+	sum, err := fileSHA256(filepath.Join(dir, name, backup.ManifestName))
+	if err != nil {
+		return err
+	}
+	if sum != r.Sha256 {
+		return errors.New("manifest changed")
+	}
+	m, err := backup.ReadManifest(dir, name)
+	if err != nil {
+		return err
+	}
+	for _, f := range m.Files {
+		fi, err := os.Stat(filepath.Join(dir, name, filepath.FromSlash(f.Path)))
+		if err != nil {
+			return err
+		}
+		if fi.Size() != f.Size {
+			return fmt.Errorf("%s changed size", f.Path)
+		}
+	}
+	return nil
+}
+
+// check verifies backup e of plan p in full and returns its catalog row.
+func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) db.BackupPutParams {
+	put := db.BackupPutParams{
+		Plan: p.Name, Name: e.Name, Dir: p.Directory, NameTime: e.Time.Unix(),
+		State: stateValid, CheckedAt: now.UnixMilli(), VerifiedAt: sql.NullInt64{Int64: now.UnixMilli(), Valid: true},
+	}
+	m, err := backup.Verify(ctx, p.Directory, e.Name)
+	if err != nil {
+		put.State, put.Problem = stateInvalid, err.Error()
+		// What the manifest says, when it can be read, still helps the
+		// operator who looks at an invalid backup.
+		m, _ = backup.ReadManifest(p.Directory, e.Name)
+	}
+	put.Instance, put.StoreKind, put.Kind, put.Bytes = m.Instance, m.StoreKind, string(m.Kind), m.TotalBytes
+	if !m.TakenAt.IsZero() {
+		put.TakenAt = m.TakenAt.UnixMilli()
+	}
+	if !m.ConsistentAt.IsZero() {
+		put.ConsistentAt = m.ConsistentAt.UnixMilli()
+	}
+	put.Sha256, _ = fileSHA256(filepath.Join(p.Directory, e.Name, backup.ManifestName))
+	return put
+}

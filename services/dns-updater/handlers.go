@@ -1,0 +1,264 @@
+package dnsupdater
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/pkg/telemetry"
+	"lifeboat.dev/services/dns-updater/internal/db"
+	"lifeboat.dev/services/dns-updater/provider"
+)
+
+// Kinds of queued change.
+const (
+	kindActivate = "activate" // InstanceActivated: the instance's name → its new address
+	kindSet      = "set"      // dns-updater.set: a name → an address, by hand
+	kindTTL      = "ttl"      // lower or restore the TTL, keeping the values
+)
+
+// errNoZone refuses work when the config names no zone.
+var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (and dns.instances) in lifeboat.yaml")
+
+// Handlers only decide and queue: each validates its event, checks it
+// against the state (epochs, ownership), and queues a change in the
+// transaction that marks the event handled, so a redelivered event finds
+// itself in the inbox and queues nothing twice. No handler talks to a DNS
+// server: that happens in the Run loop (apply.go), outside the
+// transaction.
+
+func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.InstanceActivated)
+	log := s.log.With(slog.String("instance", ev.Instance), slog.Uint64("epoch", ev.Epoch), slog.String("address", ev.Address))
+	if ev.Drill {
+		log.InfoContext(ctx, "drill activation: no DNS switched")
+		return nil
+	}
+	if s.p == nil {
+		log.InfoContext(ctx, "InstanceActivated ignored: no DNS zone configured (dns.zone)")
+		return nil
+	}
+	ic, ok := s.cfg.Instances[ev.Instance]
+	if !ok {
+		log.InfoContext(ctx, "InstanceActivated ignored: no DNS name declared for the instance (dns.instances)")
+		return nil
+	}
+	fail := failure{name: ic.Name, typ: ic.Type, value: ev.Address, instance: ev.Instance, epoch: ev.Epoch}
+	if ev.Epoch > math.MaxInt64 {
+		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: epoch %d is out of range", provider.ErrInvalidValue, ev.Epoch))
+	}
+	epoch := int64(ev.Epoch)
+	q := db.New(tx)
+	applied, err := lastApplied(ctx, q, ev.Instance)
+	if err != nil {
+		return fmt.Errorf("InstanceActivated: %w", err)
+	}
+	seen, err := q.GetSeen(ctx, ev.Instance)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("InstanceActivated: %w", err)
+	}
+	queued, err := q.MaxPendingEpoch(ctx, ev.Instance)
+	if err != nil {
+		return fmt.Errorf("InstanceActivated: %w", err)
+	}
+	if stale(epoch, applied, queued, seen) {
+		log.WarnContext(ctx, "stale InstanceActivated ignored: its epoch is not newer than the last applied, queued or seen for the instance",
+			slog.Int64("applied", applied), slog.Int64("queued", queued), slog.Int64("seen", seen))
+		return nil
+	}
+	if err := q.SetSeen(ctx, db.SetSeenParams{Instance: ev.Instance, Epoch: epoch}); err != nil {
+		return fmt.Errorf("InstanceActivated: %w", err)
+	}
+	r, err := provider.Validate(s.cfg.Zone, provider.Record{Name: ic.Name, Type: ic.Type, Value: ev.Address})
+	if err != nil {
+		return s.refuse(ctx, tx, fail, err)
+	}
+	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
+}
+
+func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.DNSSet)
+	name := provider.CanonicalName(ev.Name)
+	inst, owned := s.byName[name]
+	typ := "A"
+	switch {
+	case owned:
+		typ = s.cfg.Instances[inst].Type
+	case strings.Contains(ev.Address, ":"):
+		typ = "AAAA"
+	}
+	fail := failure{name: ev.Name, typ: typ, value: ev.Address, instance: inst}
+	if s.p == nil {
+		return s.refuse(ctx, tx, fail, errNoZone)
+	}
+	r, err := provider.Validate(s.cfg.Zone, provider.Record{Name: ev.Name, Type: typ, Value: ev.Address})
+	if err != nil {
+		return s.refuse(ctx, tx, fail, err)
+	}
+	if !owned {
+		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: %s (declare it for an instance under dns.instances to let lifeboat change it)", provider.ErrNotOwned, r.Name))
+	}
+	s.log.InfoContext(ctx, "dns-updater.set queued", slog.String("name", r.Name), slog.String("address", r.Value), slog.String("reason", ev.Reason))
+	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindSet, Instance: inst, Name: r.Name, Type: r.Type, Value: r.Value, Ttl: int64(ev.TTL)})
+}
+
+// handleFailoverStarted lowers the instance's TTL ahead of the switch when
+// dns.lower_ttl_before is set, so that resolvers let go of the old address
+// soon after the switch.
+func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.FailoverStarted)
+	if ev.Drill || s.p == nil || s.cfg.LowerTTLBefore == 0 {
+		return nil
+	}
+	ic, ok := s.cfg.Instances[ev.Instance]
+	if !ok {
+		return nil
+	}
+	log := s.log.With(slog.String("instance", ev.Instance), slog.String("name", ic.Name))
+	if s.cfg.LowerTTLBefore >= ic.TTL {
+		log.InfoContext(ctx, "failover started; TTL not lowered: it is already at or below dns.lower_ttl_before", slog.Uint64("ttl", uint64(ic.TTL)))
+		return nil
+	}
+	q := db.New(tx)
+	if ev.Epoch > 0 && ev.Epoch <= math.MaxInt64 {
+		applied, err := lastApplied(ctx, q, ev.Instance)
+		if err != nil {
+			return fmt.Errorf("FailoverStarted: %w", err)
+		}
+		if int64(ev.Epoch) <= applied {
+			log.WarnContext(ctx, "stale FailoverStarted ignored: its epoch is not newer than the last applied", slog.Uint64("epoch", ev.Epoch), slog.Int64("applied", applied))
+			return nil
+		}
+	}
+	epoch := int64(min(ev.Epoch, math.MaxInt64))
+	if err := q.SetLowered(ctx, db.SetLoweredParams{Instance: ev.Instance, Ttl: int64(s.cfg.LowerTTLBefore), Epoch: epoch, Since: time.Now().UnixMilli()}); err != nil {
+		return fmt.Errorf("FailoverStarted: %w", err)
+	}
+	log.InfoContext(ctx, "failover started: lowering the TTL until it completes", slog.Uint64("ttl", uint64(s.cfg.LowerTTLBefore)), slog.Uint64("from", uint64(ic.TTL)))
+	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindTTL, Instance: ev.Instance, Name: ic.Name, Type: ic.Type})
+}
+
+// handleFailoverCompleted restores the TTL a planned failover lowered.
+func (s *Service) handleFailoverCompleted(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.FailoverCompleted)
+	if ev.Drill {
+		return nil
+	}
+	return s.restoreTTL(ctx, tx, ev.Instance, ev.Epoch, "failover completed")
+}
+
+// handleRestoreFailed restores the TTL when the failover that lowered it
+// failed: the name keeps its address and gets its TTL back.
+func (s *Service) handleRestoreFailed(ctx context.Context, tx *store.Tx, m service.Message) error {
+	ev := m.Event.(*events.RestoreFailed)
+	if ev.Drill {
+		return nil
+	}
+	return s.restoreTTL(ctx, tx, ev.Instance, 0, "restore failed")
+}
+
+func (s *Service) restoreTTL(ctx context.Context, tx *store.Tx, instance string, epoch uint64, why string) error {
+	ic, ok := s.cfg.Instances[instance]
+	if s.p == nil || !ok {
+		return nil
+	}
+	q := db.New(tx)
+	l, err := q.GetLowered(ctx, instance)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore TTL: %w", err)
+	}
+	if epoch > 0 && l.Epoch > 0 && epoch < uint64(l.Epoch) {
+		// The end of an older failover than the one that lowered the TTL.
+		return nil
+	}
+	if _, err := q.DeleteLowered(ctx, instance); err != nil {
+		return fmt.Errorf("restore TTL: %w", err)
+	}
+	s.log.InfoContext(ctx, why+": restoring the TTL", slog.String("instance", instance), slog.String("name", ic.Name), slog.Uint64("ttl", uint64(ic.TTL)))
+	// The TTL is resolved when the change is applied: with the lowering
+	// gone it is the instance's own. Queued after any switch already
+	// queued for the name, it never reverts the switch's address.
+	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindTTL, Instance: instance, Name: ic.Name, Type: ic.Type})
+}
+
+// stale says whether an activation under epoch must be ignored, given
+// the last epoch applied for its instance, the newest queued and the
+// newest seen. Not newer than what was applied or is queued: a late or
+// replayed event. Older than an activation already seen (even one that
+// failed or was refused): its host has been superseded. Either way
+// applying it could point the name back at a dead host. The newest seen
+// epoch itself may come again: when it failed, sending it again (with the
+// fault fixed) is how an operator retries it.
+func stale(epoch, applied, queued, seen int64) bool {
+	return epoch <= applied || epoch <= queued || epoch < seen
+}
+
+// queue records change c in tx, with the trace of the event that asked for
+// it, and wakes the Run loop.
+func (s *Service) queue(ctx context.Context, tx *store.Tx, c db.AddChangeParams) error {
+	h := map[string][]string{}
+	telemetry.InjectHeaders(ctx, h)
+	trace, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("queue change: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	c.Trace, c.CreatedAt, c.NextAt = string(trace), now, now
+	if _, err := db.New(tx).AddChange(ctx, c); err != nil {
+		return fmt.Errorf("queue change of %s: %w", c.Name, err)
+	}
+	s.signal()
+	return nil
+}
+
+// failure is what a DNSUpdateFailed reports about the change asked for.
+type failure struct {
+	name, typ, value string
+	instance         string
+	epoch            uint64
+	provider         string
+	attempts         int
+}
+
+// refuse answers a request that is wrong in itself (an address that is
+// not an IP, a name outside the zone or not owned): DNSUpdateFailed at
+// once, quoting the offending value, and no retry, since the same request
+// would fail the same way.
+func (s *Service) refuse(ctx context.Context, tx *store.Tx, f failure, err error) error {
+	s.log.WarnContext(ctx, "dns change refused", slog.String("name", f.name), slog.String("value", f.value), slog.String("instance", f.instance), slog.String("error", err.Error()))
+	if f.provider == "" && s.p != nil {
+		f.provider = s.p.Name()
+	}
+	return emitFailed(ctx, tx, f, err)
+}
+
+func emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
+	ev := &events.DNSUpdateFailed{
+		Name: f.name, Type: f.typ, New: f.value, Provider: f.provider, Instance: f.instance, Epoch: f.epoch,
+		Error: err.Error(), Attempts: f.attempts, FailedAt: time.Now().UTC(),
+	}
+	if ev.Name == "" {
+		ev.Name = "(none)"
+	}
+	// Rcode carries the DNS response code, or TSIG error, of a server that
+	// answered; other failures say what they are in Error.
+	if pe, ok := provider.AsError(err); ok && pe.Rcode >= 0 {
+		ev.Rcode = pe.Code
+	}
+	if _, err := tx.Emit(ctx, ev); err != nil {
+		return fmt.Errorf("emit DNSUpdateFailed: %w", err)
+	}
+	return nil
+}

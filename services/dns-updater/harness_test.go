@@ -1,0 +1,335 @@
+package dnsupdater
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/bustest"
+	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/service/servicetest"
+)
+
+const testZone = "example.test."
+
+// testZoneFile is the embedded zone the tests start from: wr's name
+// already points at its first host, and keep is a record lifeboat does
+// not own.
+const testZoneFile = `$ORIGIN example.test.
+$TTL 300
+@     IN SOA ns hostmaster 2024010101 3600 600 604800 60
+@     NS  ns
+ns    A   127.0.0.1
+wr    A   192.0.2.1
+keep  A   192.0.2.99
+`
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// testConfig returns a config for the embedded provider on a free port,
+// with instance wr (wr.example.test., A, TTL 60) and quick retries.
+func testConfig(t testing.TB) Config {
+	t.Helper()
+	cfg := NewConfig()
+	cfg.Zone = testZone
+	cfg.Embedded.Listen = "127.0.0.1:0"
+	cfg.Embedded.ZoneFile = filepath.Join(t.TempDir(), "example.test.zone")
+	if err := os.WriteFile(cfg.Embedded.ZoneFile, []byte(testZoneFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Instances = map[string]InstanceConfig{
+		"wr":  {Name: "wr.example.test."},
+		"web": {Name: "web.example.test.", Type: "AAAA", TTL: 120},
+	}
+	cfg.Retry = RetryConfig{Attempts: 3, FirstBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	cfg.Verify.Timeout = 5 * time.Second
+	cfg.Verify.FirstBackoff = 5 * time.Millisecond
+	return cfg
+}
+
+// harness is a dns-updater running on a real embedded NATS server, its
+// database in a temporary directory, with every DNS event it emits
+// collected from the stream.
+type harness struct {
+	t    testing.TB
+	b    *bus.Bus
+	svc  *Service
+	rt   *service.Runtime
+	data string
+
+	mu   sync.Mutex
+	seen []jetstream.Msg
+	stop func()
+}
+
+// start runs the service with cfg on a new bus.
+func start(t testing.TB, cfg Config, edit ...func(*Service)) *harness {
+	t.Helper()
+	_, b := bustest.Embedded(t)
+	h := &harness{t: t, b: b, data: t.TempDir()}
+	h.collect()
+	h.run(cfg, edit...)
+	return h
+}
+
+// run starts (or restarts) the service on h's bus and data directory.
+func (h *harness) run(cfg Config, edit ...func(*Service)) {
+	t := h.t
+	t.Helper()
+	if err := cfg.Validate(nil, "dns"); err != nil {
+		t.Fatal(err)
+	}
+	s := newService(cfg)
+	for _, e := range edit {
+		e(s)
+	}
+	spec, err := s.spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := servicetest.Deps(h.b, h.data)
+	deps.Logger = quiet
+	rt, stop := servicetest.Start(t, spec, deps)
+	h.stop = stop
+	h.svc, h.rt = s, rt
+}
+
+// collect gathers every lifeboat.event.dns.> message on the events stream.
+func (h *harness) collect() {
+	t := h.t
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := h.b.JS.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"lifeboat.event.dns.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		h.mu.Lock()
+		h.seen = append(h.seen, m)
+		h.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+}
+
+// updated returns the DNSRecordUpdated events on the stream so far.
+func (h *harness) updated() []events.DNSRecordUpdated {
+	return decodeAll[events.DNSRecordUpdated](h)
+}
+
+// failedEvents returns the DNSUpdateFailed events on the stream so far.
+func (h *harness) failedEvents() []events.DNSUpdateFailed {
+	return decodeAll[events.DNSUpdateFailed](h)
+}
+
+func decodeAll[T any](h *harness) []T {
+	h.t.Helper()
+	subject := events.SubjectOf[T]()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []T
+	for _, m := range h.seen {
+		if m.Subject() != subject {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(m.Data(), &v); err != nil {
+			h.t.Fatalf("%s on the stream does not decode: %v", subject, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// publish sends ev as a fresh event (a new id).
+func (h *harness) publish(ev any) bus.Envelope {
+	h.t.Helper()
+	env, err := bus.NewEnvelope(context.Background(), "test", ev)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.publishEnvelope(env, env.ID)
+	return env
+}
+
+// publishEnvelope sends env with msgID as its Nats-Msg-Id: the envelope's
+// own id for a first delivery, another to get a copy past JetStream's
+// duplicate window (what a redelivery looks like to the service).
+func (h *harness) publishEnvelope(env bus.Envelope, msgID string) {
+	h.t.Helper()
+	hdr := nats.Header{}
+	for k, v := range env.Header {
+		hdr[k] = v
+	}
+	hdr.Set(bus.HeaderMsgID, msgID)
+	if _, err := h.b.JS.PublishMsg(context.Background(), &nats.Msg{Subject: env.Subject, Header: hdr, Data: env.Body}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// activate publishes InstanceActivated of instance at addr under epoch.
+func (h *harness) activate(instance, addr string, epoch uint64) bus.Envelope {
+	h.t.Helper()
+	return h.publish(&events.InstanceActivated{Instance: instance, From: "hot-1", To: "cold-1", Address: addr, Epoch: epoch, ActivatedAt: time.Now().UTC()})
+}
+
+// waitUpdated waits for the n-th DNSRecordUpdated and returns it.
+func (h *harness) waitUpdated(n int) events.DNSRecordUpdated {
+	h.t.Helper()
+	var got []events.DNSRecordUpdated
+	bustest.WaitFor(h.t, 20*time.Second, 5*time.Millisecond, func() error {
+		if got = h.updated(); len(got) < n {
+			return fmt.Errorf("%d DNSRecordUpdated on the stream, want %d (failed: %+v)", len(got), n, h.failedEvents())
+		}
+		return nil
+	})
+	return got[n-1]
+}
+
+// waitFailed waits for the n-th DNSUpdateFailed and returns it.
+func (h *harness) waitFailed(n int) events.DNSUpdateFailed {
+	h.t.Helper()
+	var got []events.DNSUpdateFailed
+	bustest.WaitFor(h.t, 30*time.Second, 5*time.Millisecond, func() error {
+		if got = h.failedEvents(); len(got) < n {
+			return fmt.Errorf("%d DNSUpdateFailed on the stream, want %d (updated: %+v)", len(got), n, h.updated())
+		}
+		return nil
+	})
+	return got[n-1]
+}
+
+// request calls one of the service's endpoints and decodes the answer.
+func (h *harness) request(endpoint string, req, reply any) error {
+	h.t.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m, err := h.b.NC.Request(events.APISubject(Name, endpoint), body, 5*time.Second)
+	if err != nil {
+		h.t.Fatalf("%s: %v", endpoint, err)
+	}
+	if e := m.Header.Get(micro.ErrorHeader); e != "" {
+		return fmt.Errorf("%s %s", m.Header.Get(micro.ErrorCodeHeader), e)
+	}
+	if err := json.Unmarshal(m.Data, reply); err != nil {
+		h.t.Fatalf("%s: %v: %s", endpoint, err, m.Data)
+	}
+	return nil
+}
+
+func (h *harness) history(name string) []Change {
+	h.t.Helper()
+	var r HistoryReply
+	if err := h.request("history", HistoryRequest{Name: name}, &r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r.Changes
+}
+
+func (h *harness) status() Status {
+	h.t.Helper()
+	var st service.Status
+	if err := h.request("status", nil, &st); err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := json.Marshal(st.Details)
+	var d Status
+	if err := json.Unmarshal(b, &d); err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
+
+// query asks server for name and qtype over net (udp or tcp), without
+// recursion.
+func query(t testing.TB, server, network, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+	r, _, err := c.Exchange(m, server)
+	if err != nil {
+		t.Fatalf("query %s over %s at %s: %v", name, network, server, err)
+	}
+	return r
+}
+
+// answerA returns the A or AAAA values and the TTL of an answer.
+func answerA(r *dns.Msg) (values []string, ttl uint32) {
+	for _, rr := range r.Answer {
+		switch v := rr.(type) {
+		case *dns.A:
+			values, ttl = append(values, v.A.String()), v.Hdr.Ttl
+		case *dns.AAAA:
+			values, ttl = append(values, v.AAAA.String()), v.Hdr.Ttl
+		}
+	}
+	return values, ttl
+}
+
+// expectServed checks that server answers name with exactly want, with
+// authority, over UDP and TCP.
+func expectServed(t testing.TB, server, name, want string) {
+	t.Helper()
+	for _, network := range []string{"udp", "tcp"} {
+		r := query(t, server, network, name, dns.TypeA)
+		got, _ := answerA(r)
+		if !r.Authoritative || len(got) != 1 || got[0] != want {
+			t.Fatalf("%s answers %s A over %s with %v (aa=%v, rcode %s), want [%s]", server, name, network, got, r.Authoritative, dns.RcodeToString[r.Rcode], want)
+		}
+	}
+}
+
+// need returns the path of an external program: missing, it fails the
+// test in CI and skips it elsewhere, saying how to install it.
+func need(t testing.TB, prog, install string) string {
+	t.Helper()
+	if path, err := exec.LookPath(prog); err == nil {
+		return path
+	}
+	if _, err := os.Stat("/usr/sbin/" + prog); err == nil {
+		return "/usr/sbin/" + prog
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found: %s", prog, install)
+	}
+	t.Skipf("%s not found: %s", prog, install)
+	return ""
+}
+
+// dig runs `dig @host -p port args...` as an operator would.
+func dig(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	digPath := need(t, "dig", "apt-get install bind9-dnsutils")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"@" + host, "-p", port, "+time=5", "+tries=1"}, args...)
+	out, err := exec.CommandContext(t.Context(), digPath, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go"
+
+	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/service"
+	dnsupdater "lifeboat.dev/services/dns-updater"
+)
+
+// startUpWithDNS runs `lifeboat up` with a dns section serving
+// example.test. from the embedded server on a free port, wr-manager's name
+// declared, and returns the NATS URL and the DNS server's address.
+func startUpWithDNS(t *testing.T) (natsURL, dnsAddr string) {
+	t.Helper()
+	dir := t.TempDir()
+	zoneFile := filepath.Join(dir, "example.test.zone")
+	if err := os.WriteFile(zoneFile, []byte("$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 604800 60\n@ NS ns\nns A 127.0.0.1\nwr A 192.0.2.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "lifeboat.yaml")
+	cfg := fmt.Sprintf(`dns:
+  zone: example.test.
+  embedded:
+    listen: 127.0.0.1:0
+    zone_file: %s
+  instances:
+    wr-manager: {name: wr.example.test., ttl: 30}
+`, zoneFile)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, logs := startUp(t, "--config", cfgPath)
+	var addr string
+	waitFor(t, 30*time.Second, func() error {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		m, err := nc.Request(events.APISubject(events.ServiceDNSUpdater, "status"), nil, time.Second)
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, logs)
+		}
+		var st struct {
+			service.Status
+			Details dnsupdater.Status `json:"details"`
+		}
+		if err := json.Unmarshal(m.Data, &st); err != nil {
+			return err
+		}
+		if addr = st.Details.Listen; addr == "" {
+			return fmt.Errorf("dns-updater status has no listen address: %s", m.Data)
+		}
+		return nil
+	})
+	return url, addr
+}
+
+// TestDNSSetShowHistory: the operator sets a name by hand, sees it in
+// show and history, and the embedded server answers it.
+func TestDNSSetShowHistory(t *testing.T) {
+	url, dnsAddr := startUpWithDNS(t)
+	var out bytes.Buffer
+	if code := run([]string{"dns", "set", "wr.example.test", "192.0.2.7", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns set exited %d:\n%s", code, out.String())
+	}
+	if !strings.Contains(out.String(), "wr.example.test. A 192.0.2.1 -> 192.0.2.7 (ttl 30, embedded), verified after") {
+		t.Fatalf("dns set printed:\n%s", out.String())
+	}
+
+	m := new(dns.Msg)
+	m.SetQuestion("wr.example.test.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, dnsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
+		t.Fatalf("the embedded server answers %v", r.Answer)
+	}
+
+	out.Reset()
+	if code := run([]string{"dns", "show", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns show exited %d:\n%s", code, out.String())
+	}
+	if !strings.HasPrefix(out.String(), "zone example.test. (embedded, serial 2)\n") ||
+		!hasRow(out.String(), "wr.example.test. A 30 192.0.2.7 wr-manager") || !hasRow(out.String(), "ns.example.test. A 300 127.0.0.1 -") {
+		t.Fatalf("dns show printed:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"dns", "show", "WR.example.test", "--json", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns show NAME exited %d:\n%s", code, out.String())
+	}
+	var recs dnsupdater.RecordsReply
+	if err := json.Unmarshal(out.Bytes(), &recs); err != nil || len(recs.Records) != 1 || recs.Records[0].Value != "192.0.2.7" {
+		t.Fatalf("dns show NAME --json printed %s (%v)", out.String(), err)
+	}
+
+	out.Reset()
+	if code := run([]string{"dns", "set", "wr.example.test", "192.0.2.8", "--ttl", "10", "--json", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns set --json exited %d:\n%s", code, out.String())
+	}
+	var u events.DNSRecordUpdated
+	if err := json.Unmarshal(out.Bytes(), &u); err != nil || u.Old != "192.0.2.7" || u.New != "192.0.2.8" || u.TTL != 10 {
+		t.Fatalf("dns set --json printed %s (%v)", out.String(), err)
+	}
+
+	out.Reset()
+	if code := run([]string{"dns", "history", "wr.example.test.", "--json", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns history exited %d:\n%s", code, out.String())
+	}
+	var hist []dnsupdater.Change
+	if err := json.Unmarshal(out.Bytes(), &hist); err != nil || len(hist) != 2 || hist[0].New != "192.0.2.8" || hist[1].Old != "192.0.2.1" || hist[1].Kind != "set" {
+		t.Fatalf("dns history --json printed %s (%v)", out.String(), err)
+	}
+	out.Reset()
+	if code := run([]string{"dns", "history", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns history exited %d:\n%s", code, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(strings.Join(strings.Fields(lines[1]), " "), "wr.example.test. A 192.0.2.7 192.0.2.8 10 set wr-manager 0 ") ||
+		!strings.Contains(strings.Join(strings.Fields(lines[2]), " "), "wr.example.test. A 192.0.2.1 192.0.2.7 30 set wr-manager 0 ") {
+		t.Fatalf("dns history printed:\n%s", out.String())
+	}
+}
+
+// TestDNSSetRefusedSaysWhy: a name lifeboat does not own and a name
+// outside the zone fail with the service's reason and a non-zero exit.
+func TestDNSSetRefusedSaysWhy(t *testing.T) {
+	url, _ := startUpWithDNS(t)
+	for _, c := range []struct{ name, want string }{
+		{"ns.example.test", "not owned"},
+		{"www.example.org", `"www.example.org." is not in zone "example.test."`},
+	} {
+		var out bytes.Buffer
+		code := run([]string{"dns", "set", c.name, "192.0.2.9", "--nats", url}, &out, &out)
+		if code != 1 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("dns set %s: exit %d, output:\n%s\nwant exit 1 and %q", c.name, code, out.String(), c.want)
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"dns", "show", "www.example.org", "--nats", url}, &out, &out); code != 1 || !strings.Contains(out.String(), "not in zone") {
+		t.Fatalf("dns show outside the zone: exit %d:\n%s", code, out.String())
+	}
+}
+
+func TestDNSBadArgumentsExitWithUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"dns", "set", "wr.example.test"},
+		{"dns", "set", "wr.example.test", "not-an-ip"},
+		{"dns", "set", "wr.example.test", "192.0.2.1", "extra"},
+		{"dns", "show", "a", "b"},
+		{"dns", "history", "a", "b"},
+		{"dns", "history", "--limit", "0"},
+	} {
+		var out bytes.Buffer
+		code := run(args, &out, &out)
+		if code != 2 || !strings.Contains(out.String(), "Usage:") {
+			t.Errorf("lifeboat %s: exit %d, want 2 with usage; output:\n%s", strings.Join(args, " "), code, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"dns", "set", "wr.example.test", "not-an-ip"}, &out, &out); !strings.Contains(out.String(), `"not-an-ip" is not an IP address`) {
+		t.Fatalf("exit %d; the usage error does not quote the address:\n%s", code, out.String())
+	}
+}
+
+// TestUpRefusesBadDNSConfig: a dns section's mistakes are reported at
+// their key and line, like every other key.
+func TestUpRefusesBadDNSConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lifeboat.yaml")
+	if err := os.WriteFile(path, []byte("host: h1\ndns:\n  zone: example.test.\n  instances:\n    wr:\n      name: wr.example.org\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	code := run([]string{"up", "--config", path, "--data", t.TempDir()}, &out, &out)
+	if want := `lifeboat.yaml:6: dns.instances.wr.name: "wr.example.org"`; code == 0 || !strings.Contains(out.String(), want) {
+		t.Fatalf("exit %d, output:\n%s\nwant it to contain %q", code, out.String(), want)
+	}
+}
+
+// hasRow says whether a table printed by the CLI has a line whose
+// space-separated fields are those of row.
+func hasRow(table, row string) bool {
+	for _, line := range strings.Split(table, "\n") {
+		if strings.Join(strings.Fields(line), " ") == row {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExampleDNSSectionLoads keeps deploy/examples/lifeboat.yaml's dns
+// section valid.
+func TestExampleDNSSectionLoads(t *testing.T) {
+	cfg, f, err := loadConfig(filepath.Join("..", "..", "deploy", "examples", "lifeboat.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.validate(f); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DNS.Zone != "example.com." || cfg.DNS.Instances["wr-manager"].Name != "wr.example.com." || cfg.DNS.Embedded.Listen != "127.0.0.1:5353" {
+		t.Fatalf("dns section = %+v", cfg.DNS)
+	}
+}
