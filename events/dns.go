@@ -52,6 +52,10 @@ type DNSUpdateFailed struct {
 	// Rcode is the DNS response code when the server answered one, e.g.
 	// REFUSED, NOTAUTH, BADSIG.
 	Rcode string `json:"rcode,omitempty"`
+	// Reason is the failure in one word, for alerts and dashboards: the
+	// Rcode when there is one, else NOT_OWNED, OUTSIDE_ZONE, INVALID,
+	// NOT_VERIFIED, unreachable, timeout, or the provider's own (HTTP 401).
+	Reason string `json:"reason,omitempty"`
 	// Attempts is how many times the update was tried.
 	Attempts int `json:"attempts,omitempty" jsonschema:"minimum=0"`
 	// FailedAt is when dns-updater gave up.

@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -335,13 +337,25 @@ func BadRequest(err error) error { return &CodedError{Code: "400", Err: err} }
 // NotFound wraps err as a "404" API error.
 func NotFound(err error) error { return &CodedError{Code: "404", Err: err} }
 
-// semver turns a build version into the semantic version micro requires.
+// semver turns a build version into the semantic version micro requires:
+// a release tag (v1.2.3) loses its v; anything else, such as the commit id
+// `git describe --always --dirty` gives an untagged checkout, becomes build
+// metadata of 0.0.0 (0.0.0+d8d6f31-dirty), so any build can start.
 func semver(v string) string {
-	if v == "" || v == "dev" {
+	v = strings.TrimPrefix(v, "v")
+	if semverRE.MatchString(v) {
+		return v
+	}
+	meta := strings.Trim(notMeta.ReplaceAllString(v, "-"), "-")
+	if meta == "" || meta == "dev" {
 		return "0.0.0-dev"
 	}
-	if v[0] == 'v' {
-		return v[1:]
-	}
-	return v
+	return "0.0.0+" + meta
 }
+
+var (
+	// semverRE is SemVer 2.0.0's own expression (semver.org).
+	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+	// notMeta matches what build metadata may not hold.
+	notMeta = regexp.MustCompile(`[^0-9A-Za-z-]+`)
+)

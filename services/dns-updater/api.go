@@ -143,6 +143,13 @@ func (s *Service) records(ctx context.Context, name string) (RecordsReply, error
 			}
 		}
 	} else {
+		// The serial the zone's first authoritative server answers now:
+		// after a change it shows the server took it.
+		if serial, err := querySerial(ctx, s.p.Authoritative()[0], s.cfg.Zone, 2*time.Second); err == nil {
+			reply.Serial = serial
+		} else {
+			reply.Errors = append(reply.Errors, err.Error())
+		}
 		// A remote zone cannot be listed without a zone transfer; ask
 		// for the owned names, or the one asked for.
 		type ask struct{ name, typ string }

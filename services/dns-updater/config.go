@@ -236,8 +236,8 @@ func (c *Config) Validate(f *config.File, prefix string) error {
 		if ib.URL == "" {
 			return errAt([]string{"infoblox.url", "infoblox", "provider"}, "the infoblox provider needs %s: the grid master's https:// URL", key("infoblox.url"))
 		}
-		if u, err := url.Parse(ib.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return f.Errorf(key("infoblox.url"), "%q is not an https:// URL of the grid master", ib.URL)
+		if u, err := url.Parse(ib.URL); err != nil || u.Host == "" || u.Scheme != "https" {
+			return f.Errorf(key("infoblox.url"), "%q is not an https:// URL of the grid master (plain http is refused: TLS is always verified)", ib.URL)
 		}
 		if ib.CredentialsFile == "" {
 			return errAt([]string{"infoblox.credentials_file", "infoblox", "provider"}, "the infoblox provider needs %s: a file holding username:password", key("infoblox.credentials_file"))

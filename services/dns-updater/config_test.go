@@ -58,6 +58,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"rfc2136 without server", "zone: example.test.\nprovider: rfc2136", "dns.provider", "dns.rfc2136.server"},
 		{"bad tsig key", "zone: example.test.\nprovider: rfc2136\nrfc2136: {server: 127.0.0.1, key_file: " + badKey + "}", "dns.rfc2136.key_file", "secret"},
 		{"infoblox not a url", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: gm.example.com}", "dns.infoblox.url", `"gm.example.com"`},
+		{"infoblox over plain http", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'http://gm.example.com'}", "dns.infoblox.url", "plain http is refused"},
 		{"infoblox without credentials", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'https://gm'}", "dns.infoblox", "credentials_file"},
 		{"name outside the zone", "zone: example.test.\ninstances: {wr: {name: wr.example.org}}", "dns.instances.wr.name", `"wr.example.org"`},
 		{"instance without a name", "zone: example.test.\ninstances: {wr: {ttl: 30}}", "dns.instances.wr", "dns.instances.wr.name"},

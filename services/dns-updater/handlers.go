@@ -247,7 +247,7 @@ func (s *Service) refuse(ctx context.Context, tx *store.Tx, f failure, err error
 func emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
 	ev := &events.DNSUpdateFailed{
 		Name: f.name, Type: f.typ, New: f.value, Provider: f.provider, Instance: f.instance, Epoch: f.epoch,
-		Error: err.Error(), Attempts: f.attempts, FailedAt: time.Now().UTC(),
+		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: time.Now().UTC(),
 	}
 	if ev.Name == "" {
 		ev.Name = "(none)"

@@ -351,6 +351,13 @@ func TestBINDWithTSIG(t *testing.T) {
 	if st := h.status(); st.Serial < 2 || st.Provider != "rfc2136" {
 		t.Fatalf("status = %+v, want BIND's serial bumped by the update", st)
 	}
+	var recs RecordsReply
+	if err := h.request("records", RecordsRequest{}, &recs); err != nil {
+		t.Fatal(err)
+	}
+	if recs.Serial < 2 || len(recs.Errors) != 0 || len(recs.Records) != 1 || recs.Records[0] != (Record{Name: wr, Type: "A", Value: "198.51.100.7", TTL: 60, Instance: "wr"}) {
+		t.Fatalf("records = %+v, want wr at its new address and BIND's bumped serial", recs)
+	}
 }
 
 // TestBINDWrongSecretIsBADSIG: a wrong TSIG secret fails at once with
@@ -366,7 +373,7 @@ func TestBINDWrongSecretIsBADSIG(t *testing.T) {
 	h := start(t, cfg)
 	h.activate("wr", "198.51.100.7", 1)
 	f := h.waitFailed(1)
-	if f.Rcode != "BADSIG" || f.Attempts != 1 || f.Provider != "rfc2136" || f.Epoch != 1 || !strings.Contains(f.Error, "secret") {
+	if f.Rcode != "BADSIG" || f.Reason != "BADSIG" || f.Attempts != 1 || f.Provider != "rfc2136" || f.Epoch != 1 || !strings.Contains(f.Error, "secret") {
 		t.Fatalf("DNSUpdateFailed = %+v, want BADSIG after 1 attempt, pointing at the secret", f)
 	}
 	if st := h.status(); st.Pending != 0 {
@@ -392,6 +399,35 @@ func TestBINDWrongSecretIsBADSIG(t *testing.T) {
 	}
 }
 
+// TestBINDRefusedIsReported: a server that refuses the update (here: an
+// unsigned update to a zone that allows only the key) gets
+// DNSUpdateFailed with REFUSED and what to do after one attempt (asking
+// again cannot help), and the zone and history are unchanged.
+func TestBINDRefusedIsReported(t *testing.T) {
+	b := bindtest.StartZone(t, bindtest.Zone, bindtest.DefaultZoneFile(bindtest.Zone)+"wr A 192.0.2.1\n")
+	cfg := bindConfig(b)
+	cfg.RFC2136.KeyFile = ""
+	h := start(t, cfg)
+	h.activate("wr", "198.51.100.7", 1)
+	f := h.waitFailed(1)
+	if f.Rcode != "REFUSED" || f.Reason != "REFUSED" || f.Attempts != 1 || f.Provider != "rfc2136" || f.New != "198.51.100.7" || !strings.Contains(f.Error, "allow-update") {
+		t.Fatalf("DNSUpdateFailed = %+v, want REFUSED after 1 attempt, pointing at allow-update", f)
+	}
+	if st := h.status(); st.Pending != 0 {
+		t.Fatalf("%d changes still pending after REFUSED", st.Pending)
+	}
+	if hist := h.history(""); len(hist) != 0 {
+		t.Fatalf("history = %+v after a refused update", hist)
+	}
+	r, err := b.Query(t.Context(), wr, dns.TypeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := answerA(r); len(got) != 1 || got[0] != "192.0.2.1" {
+		t.Fatalf("BIND answers %v after a refused update", got)
+	}
+}
+
 // TestUnreachableServerRetriesThenFails: nothing listens at the server's
 // address: the change is retried with backoff, then DNSUpdateFailed says
 // the server is unreachable.
@@ -411,7 +447,7 @@ func TestUnreachableServerRetriesThenFails(t *testing.T) {
 	h := start(t, cfg)
 	h.activate("wr", "198.51.100.7", 1)
 	f := h.waitFailed(1)
-	if f.Attempts != 3 || f.Rcode != "" || !strings.Contains(f.Error, dead) ||
+	if f.Attempts != 3 || f.Rcode != "" || (f.Reason != "unreachable" && f.Reason != "timeout") || !strings.Contains(f.Error, dead) ||
 		!(strings.Contains(f.Error, "unreachable") || strings.Contains(f.Error, "timeout")) || !strings.Contains(f.Error, "gave up after 3 attempts") {
 		t.Fatalf("DNSUpdateFailed = %+v, want the server unreachable after 3 attempts", f)
 	}
@@ -446,6 +482,45 @@ func TestInfobloxFlow(t *testing.T) {
 	}
 	if len(recs.Records) != 1 || recs.Records[0].Value != "198.51.100.7" || recs.Records[0].Instance != "wr" {
 		t.Fatalf("records = %+v", recs)
+	}
+}
+
+// TestOutageIsRetriedUntilItPasses: the grid answers 503 for a while;
+// the change is retried with backoff (not failed at once, not given up)
+// and applied once the grid is back: one DNSRecordUpdated, no failure.
+func TestOutageIsRetriedUntilItPasses(t *testing.T) {
+	f := infobloxfake.Start(t, testZone)
+	f.Add("A", wr, "192.0.2.1", 60)
+	creds := filepath.Join(t.TempDir(), "infoblox.cred")
+	if err := os.WriteFile(creds, []byte(f.Username+":"+f.Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := NewConfig()
+	cfg.Zone = testZone
+	cfg.Provider = ProviderInfoblox
+	cfg.Infoblox = InfobloxConfig{URL: f.URL, CredentialsFile: creds, CAFile: f.CAFile, Authoritative: []string{f.DNSAddr}}
+	cfg.Instances = map[string]InstanceConfig{"wr": {Name: wr}}
+	cfg.Retry = RetryConfig{Attempts: 100, FirstBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	f.SetOutage(true)
+	h := start(t, cfg)
+	h.activate("wr", "198.51.100.7", 1)
+	// Two failed searches: the first attempt and at least one retry.
+	bustest.WaitFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if n := len(f.Requests()); n < 2 {
+			return fmt.Errorf("%d requests to the grid during the outage, want 2 or more", n)
+		}
+		return nil
+	})
+	if fe := h.failedEvents(); len(fe) != 0 {
+		t.Fatalf("DNSUpdateFailed during a passing outage: %+v", fe)
+	}
+	f.SetOutage(false)
+	if u := h.waitUpdated(1); u.Old != "192.0.2.1" || u.New != "198.51.100.7" {
+		t.Fatalf("DNSRecordUpdated = %+v", u)
+	}
+	expectServed(t, f.DNSAddr, wr, "198.51.100.7")
+	if fe := h.failedEvents(); len(fe) != 0 {
+		t.Fatalf("DNSUpdateFailed for a change that succeeded: %+v", fe)
 	}
 }
 

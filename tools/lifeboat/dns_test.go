@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,6 +134,104 @@ func TestDNSSetShowHistory(t *testing.T) {
 		!strings.Contains(strings.Join(strings.Fields(lines[2]), " "), "wr.example.test. A 192.0.2.1 192.0.2.7 30 set wr-manager 0 ") {
 		t.Fatalf("dns history printed:\n%s", out.String())
 	}
+}
+
+// TestDNSFailoverDoneWhen is issue 4's "done when", through the binary's
+// own commands: after a hand-published InstanceActivated the embedded
+// server answers the new address (to dig, over UDP and TCP, and to a
+// resolver library), a stale epoch published afterwards changes nothing,
+// and `lifeboat dns history` shows every change.
+func TestDNSFailoverDoneWhen(t *testing.T) {
+	url, dnsAddr := startUpWithDNS(t)
+	publish := func(body string) {
+		t.Helper()
+		var out bytes.Buffer
+		if code := run([]string{"events", "publish", "InstanceActivated", body, "--nats", url}, &out, &out); code != 0 {
+			t.Fatalf("events publish InstanceActivated %s exited %d:\n%s", body, code, out.String())
+		}
+	}
+	served := func(want string) {
+		t.Helper()
+		waitFor(t, 30*time.Second, func() error {
+			m := new(dns.Msg)
+			m.SetQuestion("wr.example.test.", dns.TypeA)
+			m.RecursionDesired = false
+			r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, dnsAddr)
+			if err != nil {
+				return err
+			}
+			if len(r.Answer) != 1 || !r.Authoritative || r.Answer[0].(*dns.A).A.String() != want {
+				return fmt.Errorf("the embedded server answers %v (aa=%v), want %s", r.Answer, r.Authoritative, want)
+			}
+			return nil
+		})
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			if got := digShort(t, dnsAddr, transport, "wr.example.test", "A"); got != want {
+				t.Fatalf("dig %s wr.example.test A +short = %q, want %s", transport, got, want)
+			}
+		}
+	}
+
+	publish(`{"instance":"wr-manager","from":"hot-1","to":"cold-1","address":"198.51.100.7","epoch":2}`)
+	served("198.51.100.7")
+	// A late activation from an older epoch, then a newer one: once the
+	// newer one is served, the stale one has been handled (one consumer,
+	// in order), and it must have changed nothing.
+	publish(`{"instance":"wr-manager","from":"cold-1","to":"hot-1","address":"192.0.2.66","epoch":1}`)
+	publish(`{"instance":"wr-manager","from":"cold-1","to":"cold-2","address":"198.51.100.8","epoch":3}`)
+	served("198.51.100.8")
+
+	var out bytes.Buffer
+	if code := run([]string{"dns", "history", "--json", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns history exited %d:\n%s", code, out.String())
+	}
+	var hist []dnsupdater.Change
+	if err := json.Unmarshal(out.Bytes(), &hist); err != nil {
+		t.Fatalf("dns history --json printed %s: %v", out.String(), err)
+	}
+	var got []string
+	for _, c := range hist {
+		got = append(got, fmt.Sprintf("%s %s %s->%s epoch=%d verified=%v", c.Kind, c.Name, c.Old, c.New, c.Epoch, c.Verified))
+	}
+	want := []string{
+		"activate wr.example.test. 198.51.100.7->198.51.100.8 epoch=3 verified=true",
+		"activate wr.example.test. 192.0.2.1->198.51.100.7 epoch=2 verified=true",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("dns history:\n%s\nwant (the stale epoch 1 nowhere):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	out.Reset()
+	if code := run([]string{"dns", "history", "wr.example.test", "--nats", url}, &out, &out); code != 0 {
+		t.Fatalf("dns history NAME exited %d:\n%s", code, out.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || strings.Contains(out.String(), "192.0.2.66") {
+		t.Fatalf("dns history wr.example.test printed:\n%s\nwant a header and the two changes", out.String())
+	}
+}
+
+// digShort runs `dig @host -p port ARGS +short` against the embedded
+// server, as an operator would. Without dig it fails the test in CI and
+// skips it elsewhere, saying how to install it.
+func digShort(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("dig")
+	if err != nil {
+		const msg = "dig not found: apt-get install bind9-dnsutils (make test installs it)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"@" + host, "-p", port, "+norecurse", "+time=5", "+tries=1"}, append(args, "+short")...)
+	out, err := exec.CommandContext(t.Context(), path, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // TestDNSSetRefusedSaysWhy: a name lifeboat does not own and a name

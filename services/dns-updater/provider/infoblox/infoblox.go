@@ -90,8 +90,10 @@ func New(opts Options) (*Provider, error) {
 		return nil, fmt.Errorf("infoblox: %w", err)
 	}
 	u, err := url.Parse(opts.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("infoblox: url %q is not an https:// URL of the grid master", opts.URL)
+	if err != nil || u.Host == "" || u.Scheme != "https" {
+		// Plain http would send the WAPI password in the clear to a
+		// server nobody verified: TLS is not optional.
+		return nil, fmt.Errorf("infoblox: url %q is not an https:// URL of the grid master (http is refused: the password would travel unencrypted and the grid unverified)", opts.URL)
 	}
 	d := NewOptions(opts.URL, opts.Zone)
 	if opts.Version == "" {

@@ -186,11 +186,23 @@ func TestReadCredentials(t *testing.T) {
 func TestNewChecksOptions(t *testing.T) {
 	for _, opts := range []infoblox.Options{
 		{URL: "gm.example.test", Zone: zone},
+		{URL: "http://gm.example.test", Zone: zone},
 		{URL: "https://gm.example.test", Zone: "bad..zone"},
 		{URL: "https://gm.example.test", Zone: zone, CAFile: "/nonexistent/ca.pem"},
 	} {
 		if _, err := infoblox.New(opts); err == nil {
 			t.Errorf("New(%+v) succeeded", opts)
 		}
+	}
+}
+
+// TestPlainHTTPIsRefused: TLS verification cannot be side-stepped by
+// giving an http:// URL; the password would travel in the clear.
+func TestPlainHTTPIsRefused(t *testing.T) {
+	opts := infoblox.NewOptions("http://gm.example.test", zone)
+	opts.Username, opts.Password = "u", "p"
+	_, err := infoblox.New(opts)
+	if err == nil || !strings.Contains(err.Error(), `"http://gm.example.test"`) || !strings.Contains(err.Error(), "https://") {
+		t.Fatalf("New with an http URL = %v, want a refusal quoting the URL and asking for https", err)
 	}
 }
