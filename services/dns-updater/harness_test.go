@@ -24,6 +24,7 @@ import (
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 const testZone = "example.test."
@@ -301,27 +302,10 @@ func expectServed(t testing.TB, server, name, want string) {
 	}
 }
 
-// need returns the path of an external program: missing, it fails the
-// test in CI and skips it elsewhere, saying how to install it.
-func need(t testing.TB, prog, install string) string {
-	t.Helper()
-	if path, err := exec.LookPath(prog); err == nil {
-		return path
-	}
-	if _, err := os.Stat("/usr/sbin/" + prog); err == nil {
-		return "/usr/sbin/" + prog
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: %s", prog, install)
-	}
-	t.Skipf("%s not found: %s", prog, install)
-	return ""
-}
-
 // dig runs `dig @host -p port args...` as an operator would.
 func dig(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	digPath := need(t, "dig", "apt-get install bind9-dnsutils")
+	digPath := testtool.Need(t, "dig", "apt-get install bind9-dnsutils")
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)

@@ -2,35 +2,17 @@ package embedded
 
 import (
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
+	"lifeboat.dev/pkg/testtool"
 	"lifeboat.dev/services/dns-updater/provider"
 )
 
-// need returns the path of an external program the test uses: missing, it
-// fails the test in CI and skips it elsewhere, saying how to install it.
-func need(t testing.TB, prog, install string) string {
-	t.Helper()
-	path, err := exec.LookPath(prog)
-	if err == nil {
-		return path
-	}
-	if _, err := os.Stat("/usr/sbin/" + prog); err == nil {
-		return "/usr/sbin/" + prog
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: %s", prog, install)
-	}
-	t.Skipf("%s not found: %s", prog, install)
-	return ""
-}
-
 func dig(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	digPath := need(t, "dig", "apt-get install bind9-dnsutils")
+	digPath := testtool.Need(t, "dig", "apt-get install bind9-dnsutils")
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"lifeboat.dev/pkg/testtool"
 )
 
 // Zone is the zone Start serves.
@@ -70,7 +72,7 @@ func Start(t testing.TB) *Server {
 // and waits until it answers the zone's SOA.
 func StartZone(t testing.TB, zone, zoneFile string) *Server {
 	t.Helper()
-	named := lookNamed(t)
+	named := testtool.Need(t, "named", installNamed)
 	zone = dns.Fqdn(strings.ToLower(zone))
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -187,36 +189,8 @@ func (s *Server) Query(ctx context.Context, name string, qtype uint16) (*dns.Msg
 	return r, err
 }
 
-// Where named is looked for: $PATH, then namedPaths (Debian puts it in
-// /usr/sbin, which a non-root $PATH often lacks). Variables so that the
-// test of a missing named can hide it.
-var (
-	lookPath   = exec.LookPath
-	namedPaths = []string{"/usr/sbin/named"}
-)
-
-// MissingNamed is what a test says when named is not installed.
-const MissingNamed = "named (BIND 9) not found in $PATH or /usr/sbin: install it with `sudo apt-get install bind9` (Debian, Ubuntu), or run `make test`, which installs it"
-
-// lookNamed returns named's path. Missing, it fails the test when CI=true
-// (a CI run must not pass by skipping BIND) and skips it otherwise.
-func lookNamed(t testing.TB) string {
-	t.Helper()
-	if p, err := lookPath("named"); err == nil {
-		return p
-	}
-	for _, p := range namedPaths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(MissingNamed + " (CI=true: a missing named fails the test instead of skipping it)")
-		return ""
-	}
-	t.Skip(MissingNamed)
-	return ""
-}
+// installNamed says how to get named when it is missing.
+const installNamed = "install it with `sudo apt-get install bind9` (Debian, Ubuntu), or run `make test`, which installs it"
 
 // freePort returns a loopback port that is free for both UDP and TCP now.
 func freePort(t testing.TB) int {

@@ -1,0 +1,60 @@
+// Package testtool finds the real programs that tests drive (named, dig,
+// sqlite3, sqlc). A missing one fails the test when CI=true, so that a CI
+// run never passes by skipping the real part, and skips it elsewhere with
+// a message that says how to install it.
+package testtool
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// Where a program is looked for after $PATH: Debian puts daemons such as
+// named in /usr/sbin, which a non-root $PATH often lacks. Variables so that
+// the tests of a missing program can hide it.
+var (
+	lookPath = exec.LookPath
+	sbinDirs = []string{"/usr/sbin", "/sbin"}
+)
+
+// Need returns the path of prog. When it is not in $PATH nor in /usr/sbin,
+// Need fails t if CI=true and skips it otherwise; either way the message
+// names prog and says how to get it (install, e.g. "apt-get install
+// bind9"). An environment variable in envVar (optional) that names an
+// existing file wins over the search, for tools built into a cache
+// directory such as sqlc.
+func Need(t testing.TB, prog, install string, envVar ...string) string {
+	t.Helper()
+	for _, v := range envVar {
+		if p := os.Getenv(v); p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	if p, err := lookPath(prog); err == nil {
+		return p
+	}
+	for _, dir := range sbinDirs {
+		p := filepath.Join(dir, prog)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	Missing(t, fmt.Sprintf("%s not found in $PATH or /usr/sbin: %s", prog, install))
+	return ""
+}
+
+// Missing ends t for a real component that is not there: it fails when
+// CI=true and skips otherwise.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: a missing real component fails the test instead of skipping it)")
+		return
+	}
+	t.Skip(msg)
+}
