@@ -10,8 +10,10 @@ TOOLS   ?= $(HOME)/.cache/lifeboat-tools
 TOOLBIN := $(TOOLS)/bin
 SQLC    := $(TOOLBIN)/sqlc
 STATICCHECK := $(TOOLBIN)/staticcheck
+NATSCLI := $(TOOLBIN)/nats
 SQLC_VERSION := v1.31.1
 STATICCHECK_VERSION := v0.8.2
+NATSCLI_VERSION := v0.5.1
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Every package of every module of the workspace.
@@ -53,10 +55,11 @@ lint: $(STATICCHECK)
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-## bench: Go benchmarks and peers, JSON report in bench/out/
-bench: build tools deps
+## bench: Go benchmarks and peers (cp, sqlite3 .backup, nats bench, BIND),
+## JSON report in bench/out/
+bench: build tools deps $(NATSCLI)
 	mkdir -p bench/out
-	$(GO) run ./bench -out bench/out -lifeboat bin/lifeboat
+	LIFEBOAT_NATS=$(NATSCLI) $(GO) run ./bench -out bench/out -lifeboat bin/lifeboat
 
 tools: $(SQLC)
 
@@ -64,6 +67,11 @@ $(SQLC):
 	@mkdir -p $(TOOLBIN)
 	@echo "building sqlc $(SQLC_VERSION) into $(TOOLBIN) (once; about 2 minutes)"
 	cd /tmp && GOBIN=$(TOOLBIN) CGO_ENABLED=1 GOFLAGS= $(GO) install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+$(NATSCLI):
+	@mkdir -p $(TOOLBIN)
+	@echo "building the nats CLI $(NATSCLI_VERSION) into $(TOOLBIN) (once; about 2 minutes)"
+	cd /tmp && GOBIN=$(TOOLBIN) GOFLAGS= $(GO) install github.com/nats-io/natscli/nats@$(NATSCLI_VERSION)
 
 $(STATICCHECK):
 	@mkdir -p $(TOOLBIN)

@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +62,12 @@ func benchEvents(n int) (*Report, error) {
 	}
 	rawRate := float64(n) / raw.Seconds()
 	r.Results["raw_jetstream_async_publish_msgs_per_s"] = round(rawRate)
+	// The bar is against the faster of the two raw peers.
+	natsRate, err := natsBenchPeer(r, b.NC.ConnectedUrl(), n)
+	if err != nil {
+		return nil, err
+	}
+	rawRate = max(rawRate, natsRate)
 
 	// The backlog: n HostDown events, then the service drains them.
 	body := func(i int) []byte { return []byte(fmt.Sprintf(`{"host":"host-%06d","reason":"bench"}`, i)) }
@@ -122,7 +130,7 @@ func benchEvents(n int) (*Report, error) {
 	consumeRate := float64(n) / drain.Seconds()
 	r.Results["consume_commit_ack_events_per_s"] = round(consumeRate)
 	r.Results["consume_backlog_events"] = n
-	r.Results["consume_vs_raw_publish"] = round2(consumeRate / rawRate)
+	r.Results["consume_vs_raw_publish"] = round2(consumeRate / rawRate) // the faster raw peer
 
 	// Latency under a steady load, publish to commit.
 	measuring.Store(true)
@@ -286,3 +294,38 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return round2(float64(d.Microseconds()) / 1000) }
 func round(f float64) float64    { return float64(int64(f + 0.5)) }
 func round2(f float64) float64   { return float64(int64(f*100+0.5)) / 100 }
+
+// natsBenchPeer measures the same embedded server with `nats bench js pub
+// async` (256-byte messages, R1 file store), the peer DESIGN §5 names, when
+// the nats CLI is there: $LIFEBOAT_NATS (which `make bench` builds into the
+// tools cache) or nats in $PATH. Without it the nats.go figure stands alone
+// and the report says why.
+func natsBenchPeer(r *Report, url string, n int) (float64, error) {
+	cli := os.Getenv("LIFEBOAT_NATS")
+	if cli == "" {
+		cli, _ = exec.LookPath("nats")
+	}
+	if cli == "" {
+		r.Results["nats_bench_js_pub_async_msgs_per_s"] = "not measured: no nats CLI (make bench builds it)"
+		return 0, nil
+	}
+	out, err := exec.Command(cli, "-s", url, "bench", "js", "pub", "async", "bench.natscli",
+		"--msgs", strconv.Itoa(n), "--size", "256", "--stream", "BENCH_NATSCLI", "--create", "--storage", "file", "--replicas", "1", "--no-progress").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("nats bench: %w\n%s", err, out)
+	}
+	m := natsBenchRate.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("nats bench printed no rate:\n%s", out)
+	}
+	rate, err := strconv.ParseFloat(strings.ReplaceAll(string(m[1]), ",", ""), 64)
+	if err != nil {
+		return 0, fmt.Errorf("nats bench rate %q: %w", m[1], err)
+	}
+	r.Results["nats_bench_js_pub_async_msgs_per_s"] = rate
+	return rate, nil
+}
+
+// natsBenchRate finds the aggregate rate in nats bench's summary line
+// ("... stats: 49,734 msgs/sec ~ 12 MiB/sec ...").
+var natsBenchRate = regexp.MustCompile(`stats: ([0-9,]+) msgs/sec`)
