@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -40,7 +41,14 @@ func main() {
 	bin := flag.String("lifeboat", "bin/lifeboat", "the lifeboat binary (for start-up time)")
 	events := flag.Int("events", 100000, "events in the consume benchmark's backlog")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	only := flag.String("areas", "", "comma-separated areas to run (events, dns, backup); default all")
+	backupBytes := flag.String("backup-bytes", "1GiB", "size of the SQLite database the backup benchmark backs up")
+	backupDir := flag.String("backup-dir", filepath.Join(os.TempDir(), "lifeboat-bench-backup"), "where the backup benchmark keeps its generated database between runs")
 	flag.Parse()
+	backupSize, err := parseBytes(*backupBytes)
+	if err != nil {
+		fail(fmt.Errorf("-backup-bytes: %w", err))
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -67,9 +75,13 @@ func main() {
 			return r, err
 		}},
 		{"dns", benchDNS},
+		{"backup", func() (*Report, error) { return benchBackup(backupSize, *backupDir) }},
 	}
 	failed := false
 	for _, a := range areas {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), a.name) {
+			continue
+		}
 		r, err := a.run()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", a.name, err)

@@ -53,8 +53,12 @@ func (s *Service) handleTake(ctx context.Context, tx *store.Tx, m service.Messag
 	}); err != nil {
 		return fmt.Errorf("takes: %w", err)
 	}
-	// The batch commits after this returns; the scheduler's poll picks the
-	// take up if this wake-up comes first.
+	// The batch commits after this returns, so this wake-up may come first:
+	// the later ones find the take committed (usually within milliseconds),
+	// and the scheduler's poll (pollEvery) picks it up in any case.
 	s.poke()
+	for _, d := range []time.Duration{20 * time.Millisecond, 200 * time.Millisecond} {
+		time.AfterFunc(d, s.poke)
+	}
 	return nil
 }

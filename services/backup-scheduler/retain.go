@@ -129,7 +129,11 @@ func (s *Service) prune(ctx context.Context, p Plan) ([]events.PrunedBackup, err
 			s.log.Info("backup pruned", slog.String("plan", p.Name), slog.String("backup", b.Backup), slog.String("rule", b.Reason))
 		}
 	}
-	return pruned, s.finishPruning(ctx, p)
+	// Announced is done: the removal goes on even when the service is
+	// stopping (the scheduler waits for it), so that a clean shutdown never
+	// leaves a backup on disk that BackupPruned said was deleted. Only a
+	// crash does, and the next start finishes it.
+	return pruned, s.finishPruning(context.WithoutCancel(ctx), p)
 }
 
 // finishPruning removes the directories of the plan's backups marked

@@ -444,7 +444,7 @@ func TestFailuresAreReported(t *testing.T) {
 	}{
 		{plan("missing", filepath.Join(dir, "nope", "app.db")), "copy", "does not exist"},
 		{plan("notdb", notDB), "copy", "not a database"},
-		{plan("corrupt", corrupt), "", "malformed|corrupt"},
+		{plan("corrupt", corrupt), "integrity_check", "integrity_check of the copy failed, so the source database is corrupt and was not backed up"},
 		{unwritable, "directory", "not a directory"},
 		{hooked("prefails", &Hook{Command: []string{"sh", "-c", "echo cannot freeze >&2; exit 1"}}, nil), "pre-hook", "cannot freeze"},
 		{hooked("prehangs", &Hook{Command: []string{"sleep", "60"}, Timeout: Duration(300 * time.Millisecond)}, nil), "pre-hook", "timed out"},
@@ -760,5 +760,116 @@ func TestSelfProtection(t *testing.T) {
 	mustCall(t, b2.NC, EndpointPlanList, nil, &plans)
 	if len(plans) != 1 || plans[0].Name != SelfPlan || !plans[0].Disabled || plans[0].Origin != "builtin" {
 		t.Errorf("plans with no config: %+v", plans)
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes with extra options at dir (a
+// real file system that fills up or is read-only, which a root process
+// cannot get from permissions) and unmounts it when the test ends. It
+// skips the test where mounting is not allowed.
+func mountTmpfs(t *testing.T, dir string, size int, opts ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := append([]string{fmt.Sprintf("size=%d", size)}, opts...)
+	if out, err := execOut("mount", "-t", "tmpfs", "-o", strings.Join(o, ","), "tmpfs", dir); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := execOut("umount", "-l", dir); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// fill writes a file into dir until its file system is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !strings.Contains(err.Error(), "no space left") {
+				t.Fatalf("filling %s: %v", dir, err)
+			}
+			return p
+		}
+	}
+}
+
+// TestFullOrReadOnlyBackupDirectory: a backup directory on a full disk or a
+// read-only file system gives BackupFailed saying so and what to do,
+// leaves nothing under a final name, keeps the plan, and the next slot
+// after the operator frees space (none is held by the failed attempts) or
+// remounts the disk succeeds.
+func TestFullOrReadOnlyBackupDirectory(t *testing.T) {
+	_, b := bustest.Embedded(t)
+	rec := record(t, b)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "app.db")
+	newStore(t, src)
+	fullFS, roFS := filepath.Join(dir, "full-disk"), filepath.Join(dir, "ro-disk")
+	mountTmpfs(t, fullFS, 4<<20)
+	mountTmpfs(t, roFS, 4<<20, "ro")
+	filler := fill(t, fullFS)
+	full := sqlitePlan("full", "1s,2s/4s", src, filepath.Join(fullFS, "backups"))
+	ro := sqlitePlan("ro", "1s,2s/4s", src, filepath.Join(roFS, "backups"))
+	startNode(t, b, Config{Plans: []Plan{full, ro}}, t.TempDir(), rec)
+
+	for _, c := range []struct {
+		plan Plan
+		want string
+	}{
+		{full, "is full: free space"},
+		{ro, "read-only file system"},
+	} {
+		waitFor(t, 60*time.Second, rec.atLeast(c.plan.Name, 2, "BackupFailed", isFailed))
+		for _, e := range rec.all() {
+			if f := e.Failed; f != nil && f.Plan == c.plan.Name {
+				t.Logf("%s: step %s: %s", c.plan.Name, f.Step, f.Error)
+				if !strings.Contains(f.Error, c.want) || !strings.Contains(f.Error, "retries at its next slot") {
+					t.Errorf("%s: reason %q does not say %q and that it retries", c.plan.Name, f.Error, c.want)
+				}
+			}
+		}
+		// (Not names: the next slot's attempt may have its temporary
+		// directory open right now.)
+		if entries, err := backup.List(c.plan.Directory); err == nil && len(entries) > 0 {
+			t.Errorf("%s: final-named directories after failed backups: %v", c.plan.Name, entries)
+		}
+		var v PlanDetail
+		mustCall(t, b.NC, EndpointPlanShow, PlanRequest{Name: c.plan.Name}, &v)
+		if v.Disabled || v.LastError == "" || v.NextDueAt == nil {
+			t.Errorf("%s: plan after failures: %+v", c.plan.Name, v.PlanView)
+		}
+	}
+	if n := rec.count("full", isTaken) + rec.count("ro", isTaken); n != 0 {
+		t.Fatalf("%d backups announced onto a full or read-only disk", n)
+	}
+
+	// The operator frees space and remounts the disk read-write: the next
+	// slots succeed without anything else done.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := execOut("mount", "-o", "remount,rw", roFS); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+	for _, p := range []Plan{full, ro} {
+		waitFor(t, 30*time.Second, rec.atLeast(p.Name, 1, "BackupTaken", isTaken))
+		for _, name := range names(t, p.Directory) {
+			if !backup.IsName(name) {
+				continue
+			}
+			if _, err := backup.Verify(context.Background(), p.Directory, name); err != nil {
+				t.Errorf("%s: %v", p.Name, err)
+			}
+		}
 	}
 }

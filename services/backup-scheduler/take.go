@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,7 +164,7 @@ func fileSHA256(p string) (string, error) {
 // so the event never announces a backup that is not there.
 func (s *Service) record(ctx context.Context, p Plan, r result, requestID string, extra func(q *db.Queries) error) error {
 	ctx = context.WithoutCancel(ctx) // an outcome reached is recorded, even at shutdown
-	return s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+	err := s.rt.DB.Update(ctx, func(tx *store.Tx) error {
 		q := db.New(tx)
 		if r.err != nil {
 			// No row is updated when the plan does not exist.
@@ -198,6 +199,22 @@ func (s *Service) record(ctx context.Context, p Plan, r result, requestID string
 		_, err := tx.Emit(ctx, takenEvent(p, r, s.host, requestID))
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	// The operator watching `lifeboat up` sees each outcome as well.
+	if r.err != nil {
+		msg := "backup failed; the plan retries at its next slot"
+		if requestID != "" {
+			msg = "requested backup failed"
+		}
+		s.log.Warn(msg, slog.String("plan", p.Name), slog.String("kind", string(r.kind)),
+			slog.String("step", r.step), slog.String("error", r.err.Error()), slog.String("request_id", requestID))
+	} else {
+		s.log.Info("backup taken", slog.String("plan", p.Name), slog.String("backup", r.name), slog.String("kind", string(r.kind)),
+			slog.Int64("bytes", r.manifest.TotalBytes), slog.Duration("took", r.took), slog.String("dir", p.Directory))
+	}
+	return nil
 }
 
 // takenEvent is the BackupTaken of a backup just written: everything sync

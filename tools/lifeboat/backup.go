@@ -243,7 +243,13 @@ func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstre
 				time.Since(started).Truncate(time.Second), env.ID, plan)
 		case <-tick.C:
 			if progress {
-				fmt.Fprintf(c.ErrOrStderr(), "\rtaking a %s backup of plan %s... %s", kind, plan, time.Since(started).Truncate(time.Second))
+				// What the plan is doing: this backup, or one it waits behind.
+				doing := ""
+				var v backupscheduler.PlanDetail
+				if backupAPI(nc, time.Second, backupscheduler.EndpointPlanShow, backupscheduler.PlanRequest{Name: plan}, &v) == nil && v.Doing != "" {
+					doing = " (" + v.Doing + ")"
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "\r\033[Ktaking a %s backup of plan %s... %s%s", kind, plan, time.Since(started).Truncate(time.Second), doing)
 			}
 		case m := <-answers:
 			var probe struct {

@@ -40,7 +40,10 @@ func when(t *time.Time, now time.Time) string {
 		return "-"
 	}
 	d := t.Sub(now).Truncate(time.Second)
-	if d >= 0 {
+	if d == 0 {
+		return "now" // within a second, either side (clocks, rounding)
+	}
+	if d > 0 {
 		return "in " + schedule.FormatDuration(d)
 	}
 	return schedule.FormatDuration(-d) + " ago"

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
 )
@@ -115,5 +116,26 @@ func TestUpRefusesBadBackupConfig(t *testing.T) {
 	code := run([]string{"up", "--config", path, "--data", t.TempDir()}, &out, &out)
 	if want := "lifeboat.yaml:9: backup.plans[1].directory: /b/shared is also the directory of plans[0] (a)"; code == 0 || !strings.Contains(out.String(), want) {
 		t.Fatalf("exit %d:\n%s\nwant %q", code, out.String(), want)
+	}
+}
+
+func TestWhen(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
+	for _, tc := range []struct {
+		t    *time.Time
+		want string
+	}{
+		{nil, "-"},
+		{at(0), "now"},
+		{at(400 * time.Millisecond), "now"}, // a backup just taken, clocks a little apart
+		{at(-900 * time.Millisecond), "now"},
+		{at(90 * time.Second), "in 1m30s"},
+		{at(-2 * time.Hour), "2h ago"},
+	} {
+		if got := when(tc.t, now); got != tc.want {
+			t.Errorf("when(%v) = %q, want %q", tc.t, got, tc.want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	msqlite "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
@@ -105,6 +106,9 @@ func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) 
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 		return time.Time{}, fmt.Errorf("sqlite: read %s: %w (is it a SQLite database, readable by this process?)", k.path, err)
 	}
+	if h := snapshotPinned.Load(); h != nil {
+		(*h)()
+	}
 	err = conn.Raw(func(dc any) error {
 		b, ok := dc.(backuper)
 		if !ok {
@@ -161,6 +165,10 @@ func (k *Kind) Load(ctx context.Context, payloadDir, target string) error {
 	return nil
 }
 
+// snapshotPinned, when set (by tests), is called once the copy's snapshot
+// is fixed: no transaction that begins committing after it is in the copy.
+var snapshotPinned atomic.Pointer[func()]
+
 type backuper interface {
 	NewBackup(dstURI string) (*msqlite.Backup, error)
 }
@@ -178,7 +186,11 @@ func copyAll(ctx context.Context, bk *msqlite.Backup) error {
 			err = ctx.Err()
 		}
 		if err != nil || !more {
-			return errors.Join(err, bk.Finish())
+			ferr := bk.Finish()
+			if err != nil && ferr != nil && ferr.Error() == err.Error() {
+				ferr = nil // Finish repeats the step's error (SQLITE_FULL, say)
+			}
+			return errors.Join(err, ferr)
 		}
 	}
 }

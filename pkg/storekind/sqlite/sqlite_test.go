@@ -114,9 +114,11 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 
 // TestSnapshotUnderConcurrentWriter backs a database up while a writer keeps
 // committing rows with increasing ids, and checks that each copy is a
-// snapshot: a prefix of the ids with no gap, holding every row committed
-// before consistent_at and no row whose commit started after the dump
-// returned.
+// snapshot holding exactly the rows committed before consistent_at: a
+// prefix of the ids with no gap, with every row whose commit returned
+// before consistent_at, and no row whose commit began after the snapshot
+// was fixed (a moment after consistent_at: the first read of the source,
+// the only window in which a commit can land on either side).
 func TestSnapshotUnderConcurrentWriter(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "live.db")
 	w := open(t, p)
@@ -153,15 +155,21 @@ func TestSnapshotUnderConcurrentWriter(t *testing.T) {
 		}
 		return nil
 	})
+	var pinnedAt time.Time
+	t.Cleanup(sqlite.OnSnapshotPinned(func() { pinnedAt = time.Now() }))
 	k := sqlite.New(p)
 	for round := range 5 {
 		payload := t.TempDir()
 		started := time.Now()
+		pinnedAt = time.Time{}
 		info, err := k.Dump(context.Background(), payload)
 		if err != nil {
 			t.Fatal(err)
 		}
 		returned := time.Now()
+		if pinnedAt.IsZero() || pinnedAt.Before(info.ConsistentAt) || pinnedAt.After(returned) {
+			t.Fatalf("round %d: snapshot fixed at %v, consistent_at %v, dump returned %v", round, pinnedAt, info.ConsistentAt, returned)
+		}
 		copyDB := open(t, filepath.Join(payload, sqlite.PayloadName))
 		var n, lo, hi int
 		if err := copyDB.QueryRow("SELECT count(*), coalesce(min(id),0), coalesce(max(id),0) FROM log").Scan(&n, &lo, &hi); err != nil {
@@ -180,8 +188,8 @@ func TestSnapshotUnderConcurrentWriter(t *testing.T) {
 			if c.done.Before(info.ConsistentAt) && id > n {
 				t.Errorf("round %d: row %d committed before consistent_at but is missing from the copy (which ends at %d)", round, id, n)
 			}
-			if id <= n && c.began.After(returned) {
-				t.Errorf("round %d: row %d began committing after the dump returned but is in the copy", round, id)
+			if id <= n && c.began.After(pinnedAt) {
+				t.Errorf("round %d: row %d began committing after the snapshot was fixed (consistent_at %v) but is in the copy", round, id, info.ConsistentAt)
 			}
 		}
 		t.Logf("round %d: copy holds rows 1..%d; %d commits ran during the dump", round, n, during)
