@@ -286,20 +286,6 @@ func startWriter(t *testing.T, path string) *writer {
 	return w
 }
 
-// requireSQLite3 returns the sqlite3 CLI, failing when CI=true and it is
-// missing, skipping otherwise.
-func requireSQLite3(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sqlite3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the sqlite3 CLI is required (apt-get install sqlite3)")
-		}
-		t.Skip("the sqlite3 CLI is missing: apt-get install sqlite3")
-	}
-	return p
-}
-
 // checkWithCLI opens a database with the stock sqlite3 CLI, runs PRAGMA
 // integrity_check and returns the row count of items.
 func checkWithCLI(t *testing.T, sqlite3, path string) int {

@@ -17,6 +17,7 @@ import (
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/schedule"
 	"lifeboat.dev/pkg/storekind/sqlite"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // checkRetention replays plan's events in stream order against the rule:
@@ -71,7 +72,7 @@ func checkRetention(t *testing.T, evs []recorded, plan string, spec func(at time
 // every backup's payload opens with the stock sqlite3 CLI and passes
 // integrity_check.
 func TestScheduledBackupsUnderWrites(t *testing.T) {
-	sqlite3 := requireSQLite3(t)
+	sqlite3 := testtool.Need(t, "sqlite3", "apt-get install sqlite3")
 	_, b := bustest.Embedded(t)
 	rec := record(t, b)
 	dir := t.TempDir()
@@ -732,7 +733,7 @@ func TestPlansPersist(t *testing.T) {
 // TestSelfProtection: lifeboat-self, one line to enable, backs up the
 // lifeboat service databases with the sqlite kind.
 func TestSelfProtection(t *testing.T) {
-	sqlite3 := requireSQLite3(t)
+	sqlite3 := testtool.Need(t, "sqlite3", "apt-get install sqlite3")
 	_, b := bustest.Embedded(t)
 	rec := record(t, b)
 	data := t.TempDir()

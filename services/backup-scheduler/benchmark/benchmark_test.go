@@ -2,25 +2,16 @@ package benchmark
 
 import (
 	"os"
-	"os/exec"
 	"strconv"
 	"testing"
-)
 
-func needSQLite3(tb testing.TB) {
-	tb.Helper()
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("the sqlite3 CLI is required (apt-get install sqlite3)")
-		}
-		tb.Skip("the sqlite3 CLI is missing: apt-get install sqlite3")
-	}
-}
+	"lifeboat.dev/pkg/testtool"
+)
 
 // TestBenchBackupReports runs the benchmark on a small database: every
 // figure the bench harness reads is there.
 func TestBenchBackupReports(t *testing.T) {
-	needSQLite3(t)
+	testtool.Need(t, "sqlite3", "apt-get install sqlite3")
 	if testing.Short() {
 		t.Skip("generates a database and a 100k catalog")
 	}
@@ -44,7 +35,7 @@ func TestBenchBackupReports(t *testing.T) {
 // sets the database size (default 64 MiB; the bar is for 1 GiB) and
 // LIFEBOAT_BENCH_DIR keeps the generated database between runs.
 func BenchmarkBackup(b *testing.B) {
-	needSQLite3(b)
+	testtool.Need(b, "sqlite3", "apt-get install sqlite3")
 	size := int64(64 << 20)
 	if v := os.Getenv("LIFEBOAT_BENCH_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
