@@ -538,7 +538,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (any, error) {
 				}
 			} else {
 				t, _ := backup.ParseName(req.Name)
-				put := check(ctx, p, backup.Entry{Name: req.Name, Time: t}, time.Now())
+				put, _ := check(ctx, p, backup.Entry{Name: req.Name, Time: t}, time.Now())
 				if err := s.rt.DB.Update(ctx, func(tx *store.Tx) error { return db.New(tx).BackupPut(ctx, put) }); err != nil {
 					return err
 				}

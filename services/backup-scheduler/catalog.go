@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
@@ -25,6 +26,7 @@ type RebuildResult struct {
 	Removed   int      `json:"removed"` // in the catalog, gone from disk (deleted by hand)
 	Invalid   int      `json:"invalid"` // do not verify
 	Verified  int      `json:"verified"`
+	Announced int      `json:"announced"` // found on disk and valid: BackupTaken emitted
 	Cleaned   []string `json:"cleaned,omitempty"` // temporary directories of interrupted writes, removed
 	Completed int      `json:"pruned"`            // interrupted prunes finished
 }
@@ -35,7 +37,11 @@ type RebuildResult struct {
 // ones deleted by hand, and checks the known ones — their manifest
 // unchanged and their files of the listed sizes — or, with full, verifies
 // every file's SHA-256. A backup that does not verify is marked invalid and
-// never offered for restore. The caller holds the plan's slot.
+// never offered for restore. A valid backup the catalog did not know is
+// announced with BackupTaken in the same transaction, so that sync ships it
+// and restore can pick it: one copied in by hand, or one whose process died
+// between its rename and its record (the announcement would otherwise be
+// lost). The caller holds the plan's slot.
 func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (RebuildResult, error) {
 	res := RebuildResult{Plan: p.Name, Dir: p.Directory}
 	if err := s.finishPruning(ctx, p); err != nil {
@@ -62,6 +68,7 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 	}
 	onDisk := map[string]bool{}
 	var puts []db.BackupPutParams
+	var announce []result
 	var dels []string
 	now := time.Now()
 	for _, e := range entries {
@@ -76,11 +83,14 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 		if ok && r.State == stateValid && !full && quickCheck(p.Directory, e.Name, r) == nil {
 			continue
 		}
-		put := check(ctx, p, e, now)
+		put, m := check(ctx, p, e, now)
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		puts = append(puts, put)
+		if !ok && put.State == stateValid {
+			announce = append(announce, result{kind: events.BackupKind(m.Kind), name: e.Name, manifest: m, manifestSum: put.Sha256, at: now})
+		}
 	}
 	for _, r := range rows {
 		if !onDisk[r.Name] {
@@ -100,6 +110,11 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 				return err
 			}
 		}
+		for _, r := range announce {
+			if _, err := tx.Emit(ctx, takenEvent(p, r, s.host, "")); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -115,7 +130,7 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 			res.Invalid++
 		}
 	}
-	res.Verified = len(puts)
+	res.Verified, res.Announced = len(puts), len(announce)
 	return res, nil
 }
 
@@ -146,8 +161,9 @@ func quickCheck(dir, name string, r db.Backup) error {
 	return nil
 }
 
-// check verifies backup e of plan p in full and returns its catalog row.
-func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) db.BackupPutParams {
+// check verifies backup e of plan p in full and returns its catalog row and
+// its manifest.
+func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) (db.BackupPutParams, backup.Manifest) {
 	put := db.BackupPutParams{
 		Plan: p.Name, Name: e.Name, Dir: p.Directory, NameTime: e.Time.Unix(),
 		State: stateValid, CheckedAt: now.UnixMilli(), VerifiedAt: sql.NullInt64{Int64: now.UnixMilli(), Valid: true},
@@ -167,5 +183,5 @@ func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) db.Backup
 		put.ConsistentAt = m.ConsistentAt.UnixMilli()
 	}
 	put.Sha256, _ = fileSHA256(filepath.Join(p.Directory, e.Name, backup.ManifestName))
-	return put
+	return put, m
 }

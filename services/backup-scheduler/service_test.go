@@ -586,8 +586,24 @@ func TestCatalogFollowsTheDirectory(t *testing.T) {
 
 	var rebuilt []RebuildResult
 	mustCall(t, b.NC, EndpointCatalogRebuild, RebuildRequest{Plan: "app"}, &rebuilt)
-	if len(rebuilt) != 1 || rebuilt[0].Added != 1 || rebuilt[0].Removed != 1 || rebuilt[0].Invalid != 1 || rebuilt[0].Total != 4 {
+	if len(rebuilt) != 1 || rebuilt[0].Added != 1 || rebuilt[0].Removed != 1 || rebuilt[0].Invalid != 1 || rebuilt[0].Total != 4 || rebuilt[0].Announced != 1 {
 		t.Errorf("rebuild: %+v", rebuilt)
+	}
+	// The backup copied in is announced, so that sync ships it; nothing
+	// the catalog knew is announced again.
+	announced := func(name string) int {
+		return rec.count("app", func(e recorded) bool { return e.Taken != nil && e.Taken.Backup == name })
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if n := announced(copied); n != 1 {
+			return fmt.Errorf("%d BackupTaken for %s, copied in by hand; want 1", n, copied)
+		}
+		return nil
+	})
+	for _, name := range []string{source, badPayload} {
+		if n := announced(name); n != 1 {
+			t.Errorf("%d BackupTaken for %s after the rebuild, want its first one only", n, name)
+		}
 	}
 	states := func() map[string]string {
 		var list []BackupView
