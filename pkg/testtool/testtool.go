@@ -6,9 +6,11 @@ package testtool
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -57,4 +59,23 @@ func Missing(t testing.TB, msg string) {
 		return
 	}
 	t.Skip(msg)
+}
+
+// Dig runs `dig @host -p port +norecurse +time=5 +tries=1 ARGS...` against
+// the DNS server at addr (host:port), as an operator would after a
+// failover, and returns its output without surrounding white space. A
+// missing dig is handled as Need does.
+func Dig(t testing.TB, addr string, args ...string) string {
+	t.Helper()
+	dig := Need(t, "dig", "apt-get install bind9-dnsutils (make test installs it)")
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"@" + host, "-p", port, "+norecurse", "+time=5", "+tries=1"}, args...)
+	out, err := exec.Command(dig, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -26,7 +26,7 @@ type RebuildResult struct {
 	Removed   int      `json:"removed"` // in the catalog, gone from disk (deleted by hand)
 	Invalid   int      `json:"invalid"` // do not verify
 	Verified  int      `json:"verified"`
-	Announced int      `json:"announced"` // found on disk and valid: BackupTaken emitted
+	Announced int      `json:"announced"`         // found on disk and valid: BackupTaken emitted
 	Cleaned   []string `json:"cleaned,omitempty"` // temporary directories of interrupted writes, removed
 	Completed int      `json:"pruned"`            // interrupted prunes finished
 }

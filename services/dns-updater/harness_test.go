@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +21,6 @@ import (
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
-	"lifeboat.dev/pkg/testtool"
 )
 
 const testZone = "example.test."
@@ -300,20 +296,4 @@ func expectServed(t testing.TB, server, name, want string) {
 			t.Fatalf("%s answers %s A over %s with %v (aa=%v, rcode %s), want [%s]", server, name, network, got, r.Authoritative, dns.RcodeToString[r.Rcode], want)
 		}
 	}
-}
-
-// dig runs `dig @host -p port args...` as an operator would.
-func dig(t *testing.T, addr string, args ...string) string {
-	t.Helper()
-	digPath := testtool.Need(t, "dig", "apt-get install bind9-dnsutils")
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append([]string{"@" + host, "-p", port, "+time=5", "+tries=1"}, args...)
-	out, err := exec.CommandContext(t.Context(), digPath, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
 }

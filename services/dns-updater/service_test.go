@@ -18,6 +18,7 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/testtool"
 	"lifeboat.dev/services/dns-updater/provider/infoblox/infobloxfake"
 	"lifeboat.dev/services/dns-updater/provider/rfc2136/bindtest"
 )
@@ -46,7 +47,7 @@ func TestActivationPointsTheNameAtTheNewHost(t *testing.T) {
 	}
 	expectServed(t, addr, wr, "198.51.100.7")
 	for _, transport := range []string{"+notcp", "+tcp"} {
-		if got := dig(t, addr, transport, "wr.example.test", "A", "+short"); got != "198.51.100.7" {
+		if got := testtool.Dig(t, addr, transport, "wr.example.test", "A", "+short"); got != "198.51.100.7" {
 			t.Fatalf("dig %s wr.example.test A +short = %q, want 198.51.100.7", transport, got)
 		}
 	}
@@ -345,7 +346,7 @@ func TestBINDWithTSIG(t *testing.T) {
 	if got, ttl := answerA(r); !r.Authoritative || len(got) != 1 || got[0] != "198.51.100.7" || ttl != 60 {
 		t.Fatalf("BIND answers %v ttl %d (aa=%v), want 198.51.100.7 ttl 60", got, ttl, r.Authoritative)
 	}
-	if got := dig(t, b.Addr, "+norecurse", "wr.example.test", "A", "+short"); got != "198.51.100.7" {
+	if got := testtool.Dig(t, b.Addr, "wr.example.test", "A", "+short"); got != "198.51.100.7" {
 		t.Fatalf("dig @BIND wr A +short = %q", got)
 	}
 	if st := h.status(); st.Serial < 2 || st.Provider != "rfc2136" {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/testtool"
 	dnsupdater "lifeboat.dev/services/dns-updater"
 )
 
@@ -166,7 +165,7 @@ func TestDNSFailoverDoneWhen(t *testing.T) {
 			return nil
 		})
 		for _, transport := range []string{"+notcp", "+tcp"} {
-			if got := digShort(t, dnsAddr, transport, "wr.example.test", "A"); got != want {
+			if got := testtool.Dig(t, dnsAddr, transport, "wr.example.test", "A", "+short"); got != want {
 				t.Fatalf("dig %s wr.example.test A +short = %q, want %s", transport, got, want)
 			}
 		}
@@ -207,31 +206,6 @@ func TestDNSFailoverDoneWhen(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || strings.Contains(out.String(), "192.0.2.66") {
 		t.Fatalf("dns history wr.example.test printed:\n%s\nwant a header and the two changes", out.String())
 	}
-}
-
-// digShort runs `dig @host -p port ARGS +short` against the embedded
-// server, as an operator would. Without dig it fails the test in CI and
-// skips it elsewhere, saying how to install it.
-func digShort(t *testing.T, addr string, args ...string) string {
-	t.Helper()
-	path, err := exec.LookPath("dig")
-	if err != nil {
-		const msg = "dig not found: apt-get install bind9-dnsutils (make test installs it)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append([]string{"@" + host, "-p", port, "+norecurse", "+time=5", "+tries=1"}, append(args, "+short")...)
-	out, err := exec.CommandContext(t.Context(), path, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // TestDNSSetRefusedSaysWhy: a name lifeboat does not own and a name
