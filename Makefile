@@ -23,7 +23,7 @@ DATA    ?= .data
 
 export LIFEBOAT_SQLC := $(SQLC)
 
-.PHONY: all build run test test-short gen gen-check lint bench tools deps clean
+.PHONY: all build run test test-short gen gen-check fmt-check lint bench tools deps clean
 
 all: build
 
@@ -40,7 +40,7 @@ run: build
 	./bin/lifeboat up --data $(DATA)
 
 ## test: every test of every module, with the real parts they need
-test: tools deps
+test: tools deps fmt-check
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
@@ -49,9 +49,12 @@ gen: $(SQLC)
 	$(SQLC) generate
 	cd events && $(GO) generate ./...
 
+## fmt-check: every Go file is gofmt-clean
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed (run gofmt -w):"; echo "$$out"; exit 1; fi
+
 ## lint: gofmt, go vet, staticcheck
-lint: $(STATICCHECK)
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: fmt-check $(STATICCHECK)
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
