@@ -1,6 +1,8 @@
 // Package sqlite is the store kind for a SQLite database: a consistent online
-// copy, taken with SQLite's backup API while writers keep committing, and
-// checked with PRAGMA integrity_check before it counts as a backup.
+// copy, taken while writers keep committing (of a WAL-mode database, its file
+// copied raw with the WAL's committed pages over it; otherwise with SQLite's
+// backup API), and checked with PRAGMA integrity_check before it counts as a
+// backup.
 package sqlite
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,8 +53,9 @@ func (k *Kind) Name() string { return "sqlite" }
 // keep writing. It opens a read transaction on the source first, so the copy
 // is the database as of one snapshot; ConsistentAt is taken just before that
 // snapshot, so every transaction committed before it is in the copy. In WAL
-// mode writers are not blocked; in rollback-journal mode they wait while the
-// copy is made. The copy is switched to rollback-journal mode (a single file)
+// mode writers wait only while that snapshot is pinned (milliseconds: see
+// walcopy.go); in rollback-journal mode they wait while the copy is made.
+// The copy is switched to rollback-journal mode (a single file)
 // and must pass PRAGMA integrity_check: a corrupt source is reported, never
 // backed up as good.
 func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error) {
@@ -67,18 +71,25 @@ func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error)
 		return backup.Info{}, fmt.Errorf("sqlite: database %s is not a regular file (%s)", k.path, fi.Mode().Type())
 	}
 	dst := filepath.Join(payloadDir, PayloadName)
+	start := time.Now()
 	consistentAt, err := k.copySnapshot(ctx, dst)
 	if err != nil {
 		return backup.Info{}, err
 	}
+	copied := time.Now()
 	if err := checkCopy(ctx, dst); err != nil {
 		return backup.Info{}, fmt.Errorf("sqlite: %s: %w", k.path, err)
 	}
+	slog.DebugContext(ctx, "sqlite: dumped", slog.String("store", k.path),
+		slog.Duration("copy", copied.Sub(start)), slog.Duration("integrity_check", time.Since(copied)))
 	return backup.Info{ConsistentAt: consistentAt}, nil
 }
 
 // copySnapshot copies the database to dst inside one read transaction and
-// returns the time taken just before the transaction's snapshot.
+// returns the time taken just before the transaction's snapshot. A WAL-mode
+// database is copied raw with the WAL's committed pages laid over it
+// (walcopy.go says why that is the snapshot); a rollback-journal one, and
+// any the fast path declines, through the backup API.
 func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) {
 	// mode=ro: a backup never writes to the store, and never creates one.
 	db, err := sql.Open("sqlite", dsn(k.path, "mode=ro"))
@@ -92,23 +103,50 @@ func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) 
 	}
 	defer conn.Close()
 
-	// Pin the snapshot: the backup steps run inside this read transaction,
-	// so they all see the same database however long they take.
-	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return time.Time{}, fmt.Errorf("sqlite: read %s: %w", k.path, err)
+	// Pin the snapshot: the copy runs inside this read transaction, so it
+	// sees the same database however long it takes.
+	var pin *walPin
+	var consistentAt time.Time
+	dbPath := resolve(k.path)
+	wal, err := isWAL(dbPath)
+	reason := "rollback-journal database"
+	switch {
+	case err != nil:
+		reason = err.Error()
+	case wal:
+		pin, consistentAt, reason, err = pinUnderWriteLock(ctx, k.path, dbPath, conn)
+		if err != nil {
+			return time.Time{}, err
+		}
+	}
+	if pin == nil {
+		if consistentAt, err = beginRead(ctx, conn, k.path); err != nil {
+			return time.Time{}, err
+		}
 	}
 	defer func() {
 		// Ends the read transaction; closing the connection would too.
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 	}()
-	consistentAt := time.Now()
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		return time.Time{}, fmt.Errorf("sqlite: read %s: %w (is it a SQLite database, readable by this process?)", k.path, err)
+
+	var s walSnapshot
+	if pin != nil && pin.index.mxFrame > 0 {
+		s = parseWAL(pin.wal)
+		if why := pin.index.agrees(s); why != "" {
+			pin, reason = nil, why
+		}
 	}
-	if h := snapshotPinned.Load(); h != nil {
-		(*h)()
+	if pin != nil {
+		report(ctx, k.path, true, "")
+		slog.DebugContext(ctx, "sqlite: copying the database file and its WAL",
+			slog.String("store", k.path), slog.Duration("writers_held", pin.held),
+			slog.Int("wal_frames", int(pin.index.mxFrame)), slog.Int("wal_pages", len(s.pages)))
+		if err := copyWithOverlay(ctx, dbPath, dst, pin.index, s); err != nil {
+			return time.Time{}, fmt.Errorf("sqlite: copy %s: %w", k.path, err)
+		}
+		return consistentAt, nil
 	}
+	report(ctx, k.path, false, reason)
 	err = conn.Raw(func(dc any) error {
 		b, ok := dc.(backuper)
 		if !ok {
@@ -124,6 +162,35 @@ func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) 
 		return time.Time{}, fmt.Errorf("sqlite: copy %s: %w", k.path, err)
 	}
 	return consistentAt, nil
+}
+
+// beginRead begins a read transaction on conn and fixes its snapshot with a
+// first read. It returns the time just before, and calls the snapshotPinned
+// hook after.
+func beginRead(ctx context.Context, conn *sql.Conn, path string) (time.Time, error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: read %s: %w", path, err)
+	}
+	consistentAt := time.Now()
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return time.Time{}, fmt.Errorf("sqlite: read %s: %w (is it a SQLite database, readable by this process?)", path, err)
+	}
+	if h := snapshotPinned.Load(); h != nil {
+		(*h)()
+	}
+	return consistentAt, nil
+}
+
+// report logs which way a copy is made, and tells the copyReport hook.
+func report(ctx context.Context, path string, fast bool, reason string) {
+	if !fast {
+		slog.DebugContext(ctx, "sqlite: copying with the backup API", slog.String("store", path), slog.String("reason", reason))
+	}
+	if h := copyReport.Load(); h != nil {
+		(*h)(fast, reason)
+	}
 }
 
 // Load replaces the database at target with the payload's copy, through the
@@ -168,6 +235,15 @@ func (k *Kind) Load(ctx context.Context, payloadDir, target string) error {
 // snapshotPinned, when set (by tests), is called once the copy's snapshot
 // is fixed: no transaction that begins committing after it is in the copy.
 var snapshotPinned atomic.Pointer[func()]
+
+// copyReport, when set (by tests), is told how each Dump copies: by the WAL
+// fast path, or by the backup API and why.
+var copyReport atomic.Pointer[func(fast bool, reason string)]
+
+// beforeRawCopy, when set (by tests), is called by the WAL fast path inside
+// the pinned read transaction, after the write lock is released and before
+// the database file is copied.
+var beforeRawCopy atomic.Pointer[func()]
 
 type backuper interface {
 	NewBackup(dstURI string) (*msqlite.Backup, error)

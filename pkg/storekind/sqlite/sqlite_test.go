@@ -21,6 +21,7 @@ import (
 const seedRows = 500
 
 func TestConformance(t *testing.T) {
+	t.Cleanup(wantPath(t, true))
 	storekindtest.Run(t, func(t *testing.T) storekindtest.Store {
 		p := filepath.Join(t.TempDir(), "store.db")
 		seed(t, p, seedRows)
@@ -119,11 +120,26 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 // before consistent_at, and no row whose commit began after the snapshot
 // was fixed (a moment after consistent_at: the first read of the source,
 // the only window in which a commit can land on either side).
+//
+// A WAL database is copied by the fast path, a rollback-journal one by the
+// backup API (the writer waits while it copies).
 func TestSnapshotUnderConcurrentWriter(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		fast bool
+	}{{"WAL", true}, {"DELETE", false}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Cleanup(wantPath(t, tc.fast))
+			testSnapshotUnderConcurrentWriter(t, tc.mode)
+		})
+	}
+}
+
+func testSnapshotUnderConcurrentWriter(t *testing.T, journalMode string) {
 	p := filepath.Join(t.TempDir(), "live.db")
 	w := open(t, p)
 	w.SetMaxOpenConns(1)
-	mustExec(t, w, "PRAGMA journal_mode=WAL")
+	mustExec(t, w, "PRAGMA journal_mode="+journalMode)
 	mustExec(t, w, "CREATE TABLE log (id INTEGER PRIMARY KEY, pad BLOB)")
 
 	type commit struct{ began, done time.Time }
@@ -213,8 +229,21 @@ func TestSnapshotUnderConcurrentWriter(t *testing.T) {
 }
 
 func TestCorruptSourceIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		fast bool
+	}{{"WAL", true}, {"DELETE", false}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Cleanup(wantPath(t, tc.fast))
+			testCorruptSourceIsRefused(t, tc.mode)
+		})
+	}
+}
+
+func testCorruptSourceIsRefused(t *testing.T, journalMode string) {
 	p := filepath.Join(t.TempDir(), "corrupt.db")
 	db := open(t, p)
+	mustExec(t, db, "PRAGMA journal_mode="+journalMode)
 	mustExec(t, db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body BLOB)")
 	mustExec(t, db, "CREATE INDEX items_name ON items(name)")
 	mustExec(t, db, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000)
@@ -280,6 +309,7 @@ func TestPayloadOpensWithSqlite3CLI(t *testing.T) {
 		}
 		t.Skip("the sqlite3 CLI is missing: apt-get install sqlite3")
 	}
+	t.Cleanup(wantPath(t, true))
 	p := filepath.Join(t.TempDir(), "store.db")
 	seed(t, p, seedRows)
 	dir := t.TempDir()
@@ -304,6 +334,7 @@ func TestPayloadOpensWithSqlite3CLI(t *testing.T) {
 // TestPayloadIsOneFile: the copy of a WAL database is a single file, with no
 // -wal or -shm beside it.
 func TestPayloadIsOneFile(t *testing.T) {
+	t.Cleanup(wantPath(t, true))
 	p := filepath.Join(t.TempDir(), "store.db")
 	seed(t, p, 10)
 	payload := t.TempDir()
@@ -342,6 +373,30 @@ func BenchmarkDump(b *testing.B) {
 		b.StartTimer()
 		if _, err := k.Dump(context.Background(), payload); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// wantPath fails t if a Dump until stop copies other than by the WAL fast
+// path (fast) or the backup API; it fails t too if no Dump copied.
+func wantPath(t *testing.T, fast bool) (stop func()) {
+	t.Helper()
+	var mu sync.Mutex
+	dumps := 0
+	end := sqlite.OnCopy(func(f bool, reason string) {
+		mu.Lock()
+		dumps++
+		mu.Unlock()
+		if f != fast {
+			t.Errorf("the copy was made by the fast path: %v, want %v (%s)", f, fast, reason)
+		}
+	})
+	return func() {
+		end()
+		mu.Lock()
+		defer mu.Unlock()
+		if dumps == 0 {
+			t.Error("no dump made a copy")
 		}
 	}
 }
