@@ -75,10 +75,11 @@ const walMaxBytes = 32 << 20
 // syncs are for the writers: a GiB copied in one burst is written back at
 // once a moment later, and meanwhile every fsync on the disk (a writer's
 // checkpoint) waits behind it: 300 to 900 ms on ext4 with a writer at 1000
-// commits a second, against none over 30 ms when the copy syncs as it goes.
-// The payload must be fsynced anyway (backup.Write does, and then finds
+// commits a second, against none over 30 ms when the copy syncs as it goes
+// (with 64 MiB chunks one bench run still saw a 52 ms commit; 16 MiB kept
+// them at 26-30 ms). The payload must be fsynced anyway (backup.Write does, and then finds
 // nothing to write).
-const copyChunk = 64 << 20
+const copyChunk = 16 << 20
 
 // walPin is what the fast path read under the write lock, for the read
 // transaction it pinned.
