@@ -26,6 +26,7 @@ const (
 	outcomeDuplicate                 // already in the inbox: ack
 	outcomeRetry                     // handler failed: redeliver after backoff
 	outcomeDeadLetter                // cannot ever be handled: dead-letter, then ack
+	outcomePoisoned                  // failed in an optimistic batch: apply again guarded
 )
 
 var outcomeNames = [...]string{telemetry.OutcomeOK, telemetry.OutcomeDuplicate, telemetry.OutcomeError, telemetry.OutcomeDeadLetter}
@@ -69,19 +70,24 @@ type result struct {
 	class   string // for dead letters
 }
 
+// handleBatch applies msgs in one transaction and then acks, retries or
+// dead-letters each. The batch is optimistic first (no savepoints); when a
+// handler fails in it, it is rolled back and applied again guarded, where
+// that message's failure undoes only its own changes. Failures are rare, so
+// the messages before one are seldom handled twice (and a rolled-back
+// handling leaves nothing but its consumer span).
 func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*message.Message) {
-	results := make([]result, len(msgs))
-	b, err := rt.DB.Begin(ctx)
+	durable := bus.DurableName(rt.Spec.Name, s.Subject)
+	b, results, err := rt.applyBatch(ctx, s, durable, msgs, true)
+	if errors.Is(err, store.ErrPoisoned) {
+		b, results, err = rt.applyBatch(ctx, s, durable, msgs, false)
+	}
 	if err != nil {
 		rt.Logger.Error("cannot begin a transaction; messages will be redelivered", slog.String("error", err.Error()))
 		for _, m := range msgs {
 			m.Nack()
 		}
 		return
-	}
-	durable := bus.DurableName(rt.Spec.Name, s.Subject)
-	for i, wm := range msgs {
-		results[i] = rt.handleOne(ctx, b, s, durable, wm)
 	}
 	if err := b.Commit(); err != nil {
 		rt.Logger.Error("commit failed; the batch will be redelivered", slog.String("error", err.Error()))
@@ -118,6 +124,29 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*mess
 	}
 }
 
+// applyBatch applies msgs in a new batch, optimistic or guarded, and
+// returns it uncommitted with each message's outcome. An optimistic batch
+// that a handler failed in is rolled back and store.ErrPoisoned returned.
+func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable string, msgs []*message.Message, optimistic bool) (*store.Batch, []result, error) {
+	begin := rt.DB.Begin
+	if optimistic {
+		begin = rt.DB.BeginOptimistic
+	}
+	b, err := begin(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	results := make([]result, len(msgs))
+	for i, wm := range msgs {
+		results[i] = rt.handleOne(ctx, b, s, durable, wm)
+		if results[i].outcome == outcomePoisoned {
+			b.Rollback()
+			return nil, nil, store.ErrPoisoned
+		}
+	}
+	return b, results, nil
+}
+
 // handleOne validates one message and applies it within batch b.
 func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription, durable string, wm *message.Message) (res result) {
 	d := bus.DeliveryOf(wm)
@@ -137,17 +166,25 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 		return result{outcomeDeadLetter, err.Error(), classOf(err)}
 	}
 	m := Message{Delivery: d, Type: t, Event: ev}
+	var stack []byte // of a panic, logged once the batch is guarded
 	applied, err := b.Apply(ctx, d.ID, d.Subject, func(tx *store.Tx) (err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				rt.Logger.Error("handler panicked", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				stack = debug.Stack()
 				err = fmt.Errorf("handler panicked: %v", p)
 			}
 		}()
 		return s.Handle(ctx, tx, m)
 	})
 	switch {
+	case errors.Is(err, store.ErrPoisoned):
+		// The guarded batch that follows decides what becomes of it.
+		return result{outcome: outcomePoisoned}
 	case err != nil:
+		if stack != nil {
+			rt.Logger.ErrorContext(ctx, "handler panicked", slog.String("subject", d.Subject), slog.String("id", d.ID),
+				slog.String("error", err.Error()), slog.String("stack", string(stack)))
+		}
 		max := rt.Deps.Consumer(rt.Spec.Name).MaxDeliver
 		if max > 0 && int(d.Delivered) >= max {
 			return result{outcomeDeadLetter, fmt.Sprintf("handler failed on delivery %d of %d: %v", d.Delivered, max, err), classHandler}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -316,4 +317,56 @@ func TestStatusEndpoint(t *testing.T) {
 
 func natsMsg(subject string, h nats.Header, body string) *nats.Msg {
 	return &nats.Msg{Subject: subject, Header: h, Data: []byte(body)}
+}
+
+// TestFailureInABatchUndoesOnlyItsMessage: a backlog is handled in batches;
+// a handler that writes and then fails in the middle of one leaves none of
+// its writes, and every other message of the batch is applied exactly once.
+func TestFailureInABatchUndoesOnlyItsMessage(t *testing.T) {
+	_, b := bustest.Embedded(t)
+	data := t.TempDir()
+	spec := service.Spec{
+		Name:       "job-tracker",
+		Migrations: testMigrations,
+		Subscriptions: []service.Subscription{{Subject: "lifeboat.event.host.down", Handle: func(ctx context.Context, tx *store.Tx, m service.Message) error {
+			host := m.Event.(*events.HostDown).Host
+			if _, err := tx.ExecContext(ctx, `INSERT INTO applied (event_id, host) VALUES (?, ?)`, m.ID, host); err != nil {
+				return err
+			}
+			if host == "h10-poison" {
+				return errors.New("fails after writing")
+			}
+			return nil
+		}}},
+	}
+	// The backlog is there before the service starts, so that it comes in
+	// batches of many messages.
+	const n = 30
+	for i := range n {
+		host := fmt.Sprintf("h%02d", i)
+		if i == 10 {
+			host = "h10-poison"
+		}
+		publish(t, b.JS, "lifeboat.event.host.down", nil, fmt.Sprintf(`{"host":%q}`, host))
+	}
+	runService(t, b, spec, data)
+	bustest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if dead := streamMessages(t, b.JS, events.StreamDLQ, "lifeboat.dlq.job-tracker"); len(dead) != 1 {
+			return fmt.Errorf("%d dead letters, want the poison's", len(dead))
+		}
+		if got := len(appliedHosts(t, data)); got != n-1 {
+			return fmt.Errorf("%d applied, want %d", got, n-1)
+		}
+		return nil
+	})
+	seen := map[string]bool{}
+	for _, h := range appliedHosts(t, data) {
+		if h == "h10-poison" {
+			t.Errorf("the failing handler's write was kept")
+		}
+		if seen[h] {
+			t.Errorf("%s applied twice", h)
+		}
+		seen[h] = true
+	}
 }

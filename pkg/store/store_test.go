@@ -118,6 +118,93 @@ func TestBatchAppliesOnceAndRollsBackFailures(t *testing.T) {
 	b.Rollback()
 }
 
+// TestOptimisticBatchIsPoisonedByAFailure: an optimistic batch applies and
+// deduplicates like a guarded one; a failing message poisons it, so that it
+// commits nothing, not even the messages before the failure, and the same
+// messages applied again in a guarded batch end as a guarded batch would.
+func TestOptimisticBatchIsPoisonedByAFailure(t *testing.T) {
+	db := open(t, t.TempDir()+"/state.db")
+	ctx := context.Background()
+	insert := func(name string) func(tx *store.Tx) error {
+		return func(tx *store.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO things (name) VALUES (?)`, name); err != nil {
+				return err
+			}
+			_, err := tx.Emit(ctx, &events.HostUp{Host: name})
+			return err
+		}
+	}
+	boom := errors.New("boom")
+	failing := func(tx *store.Tx) error {
+		if err := insert("b")(tx); err != nil {
+			return err
+		}
+		return boom
+	}
+
+	// Without a failure: applied once, duplicates skipped, committed.
+	b, err := db.BeginOptimistic(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := b.Apply(ctx, "e0", "s", insert("z")); !applied || err != nil {
+		t.Fatalf("first apply: %v %v", applied, err)
+	}
+	if applied, err := b.Apply(ctx, "e0", "s", insert("z")); applied || err != nil {
+		t.Fatalf("same id again in the batch: applied=%v err=%v, want a skipped duplicate", applied, err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// With one: poisoned, and nothing of it is kept.
+	b, err = db.BeginOptimistic(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := b.Apply(ctx, "e1", "s", insert("a")); !applied || err != nil {
+		t.Fatalf("apply before the failure: %v %v", applied, err)
+	}
+	if _, err := b.Apply(ctx, "e2", "s", failing); !errors.Is(err, boom) || !errors.Is(err, store.ErrPoisoned) {
+		t.Fatalf("failing apply returned %v, want the cause and ErrPoisoned", err)
+	}
+	if _, err := b.Apply(ctx, "e3", "s", insert("c")); !errors.Is(err, store.ErrPoisoned) {
+		t.Fatalf("apply after the failure returned %v, want ErrPoisoned", err)
+	}
+	if err := b.Commit(); !errors.Is(err, store.ErrPoisoned) {
+		t.Fatalf("commit of a poisoned batch returned %v, want ErrPoisoned", err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM things`); n != 1 {
+		t.Errorf("%d things after the poisoned batch, want only the earlier batch's", n)
+	}
+
+	// The same messages, guarded: the failing one alone is undone.
+	b, err = db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct {
+		id string
+		fn func(*store.Tx) error
+	}{{"e1", insert("a")}, {"e2", failing}, {"e3", insert("c")}} {
+		if _, err := b.Apply(ctx, m.id, "s", m.fn); err != nil && !errors.Is(err, boom) {
+			t.Fatalf("guarded apply of %s: %v", m.id, err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM things`); n != 3 {
+		t.Errorf("%d things, want 3 (z, a, c)", n)
+	}
+	if n, _ := db.Pending(ctx); n != 3 {
+		t.Errorf("%d outbox rows, want 3", n)
+	}
+	if n, _ := db.Handled(ctx); n != 3 {
+		t.Errorf("%d inbox rows, want 3 (e0, e1, e3)", n)
+	}
+}
+
 func TestRelayPublishesWithEventIDAndDeletesAfterPubAck(t *testing.T) {
 	_, b := bustest.Embedded(t)
 	db := open(t, t.TempDir()+"/state.db")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -63,15 +64,26 @@ func (d *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // Batch is one write transaction holding the handling of several consumed
-// messages (group commit): each is applied in its own savepoint, so one
-// message's failure undoes only its own changes, and all of them become
-// durable with one commit (one fsync).
+// messages (group commit): all of them become durable with one commit (one
+// fsync). A guarded batch (Begin) applies each message in its own
+// savepoint, so one message's failure undoes only its own changes. An
+// optimistic batch (BeginOptimistic) uses no savepoints, two statements
+// fewer per message (a quarter more messages a second); the first failure
+// poisons it instead: Apply returns ErrPoisoned, and the caller rolls the
+// batch back and applies the same messages again in a guarded batch.
 type Batch struct {
-	tx   *Tx
-	done bool
+	tx         *Tx
+	done       bool
+	optimistic bool
+	poisoned   bool
 }
 
-// Begin starts a batch.
+// ErrPoisoned is returned by Apply on an optimistic batch in which a message
+// failed: the batch may hold part of that message's changes, so it can only
+// be rolled back.
+var ErrPoisoned = errors.New("store: optimistic batch poisoned by a failing message; roll it back and apply the messages in a guarded batch")
+
+// Begin starts a guarded batch.
 func (d *DB) Begin(ctx context.Context) (*Batch, error) {
 	sqlTx, err := d.W.BeginTx(ctx, nil)
 	if err != nil {
@@ -82,11 +94,26 @@ func (d *DB) Begin(ctx context.Context) (*Batch, error) {
 	return &Batch{tx: tx}, nil
 }
 
+// BeginOptimistic starts an optimistic batch.
+func (d *DB) BeginOptimistic(ctx context.Context) (*Batch, error) {
+	b, err := d.Begin(ctx)
+	if b != nil {
+		b.optimistic = true
+	}
+	return b, err
+}
+
 // Apply handles the message id (consumed on subject) with fn, exactly once:
 // if the inbox already holds id it returns applied=false without calling fn;
 // otherwise fn's changes and the inbox entry are kept together, or, when fn
 // fails, both are rolled back and fn's error returned.
+//
+// On an optimistic batch a failure returns an error wrapping both ErrPoisoned
+// and the cause, and every later Apply and Commit fails with ErrPoisoned.
 func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) error) (applied bool, err error) {
+	if b.optimistic {
+		return b.applyOptimistic(ctx, id, subject, fn)
+	}
 	if _, err := b.tx.ExecContext(ctx, "SAVEPOINT msg"); err != nil {
 		return false, fmt.Errorf("store: savepoint: %w", err)
 	}
@@ -120,9 +147,33 @@ func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) e
 	return true, nil
 }
 
+func (b *Batch) applyOptimistic(ctx context.Context, id, subject string, fn func(tx *Tx) error) (applied bool, err error) {
+	if b.poisoned {
+		return false, ErrPoisoned
+	}
+	n, err := b.tx.q.InboxAdd(ctx, db.InboxAddParams{ID: id, Subject: subject, HandledAt: time.Now().UnixMilli()})
+	switch {
+	case err != nil:
+		err = fmt.Errorf("store: inbox: %w", err)
+	case n == 0:
+		return false, nil
+	default:
+		err = fn(b.tx)
+	}
+	if err != nil {
+		b.poisoned = true
+		return false, fmt.Errorf("%w: %w", ErrPoisoned, err)
+	}
+	return true, nil
+}
+
 // Commit makes the batch durable and wakes the relay if anything was
 // emitted.
 func (b *Batch) Commit() error {
+	if b.poisoned {
+		b.Rollback()
+		return ErrPoisoned
+	}
 	if b.done {
 		return nil
 	}
