@@ -114,6 +114,39 @@ func TestWriteThenVerify(t *testing.T) {
 	}
 }
 
+// TestWriteTakesTheStoresSums: a sum the store reports in Info.Sums is
+// recorded as it is, without Write reading the file again (here a wrong
+// one, to see it is not recomputed), and Verify, which reads everything,
+// finds what such a wrong sum would hide.
+func TestWriteTakesTheStoresSums(t *testing.T) {
+	dir := t.TempDir()
+	wrong := sum("not the content")
+	name, m, err := backup.Write(context.Background(), dir, newManifest(), func(ctx context.Context, d string) (backup.Info, error) {
+		info, err := fill(time.Now())(ctx, d)
+		info.Sums = map[string]string{"store.db": wrong}
+		return info, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range m.Files {
+		want := sum(payload[f.Path])
+		if f.Path == "store.db" {
+			want = wrong
+		}
+		if f.SHA256 != want || f.Size != int64(len(payload[f.Path])) {
+			t.Errorf("%s: sha256 %s size %d, want %s and %d", f.Path, f.SHA256, f.Size, want, len(payload[f.Path]))
+		}
+	}
+	if _, err := backup.Verify(context.Background(), dir, name); err == nil || !strings.Contains(err.Error(), "store.db") {
+		t.Errorf("Verify of a backup whose store reported a wrong sum: %v, want store.db named", err)
+	}
+	got, _, err := backup.HashFile(context.Background(), filepath.Join(dir, name, "sub/dir/extra.bin"))
+	if err != nil || got != sum(payload["sub/dir/extra.bin"]) {
+		t.Errorf("HashFile = %s, %v; want the content's sha256", got, err)
+	}
+}
+
 func TestVerifyFindsDamage(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

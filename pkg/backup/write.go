@@ -33,6 +33,12 @@ type Info struct {
 	// LoadCommand is the command that loads the payload back, for command
 	// stores; recorded in the manifest for restore.
 	LoadCommand []string
+	// Sums holds the SHA-256 (hex, as HashFile gives it) of payload files
+	// the store hashed itself once they were final, by slash-separated path
+	// relative to the payload directory, so that Write does not read them
+	// again (the sqlite kind hashes its copy while integrity_check reads
+	// it). Write still fsyncs them; every other file it hashes.
+	Sums map[string]string
 }
 
 // Fill writes a store's payload into payloadDir (an empty directory) and
@@ -94,7 +100,7 @@ func Write(ctx context.Context, dir string, m Manifest, fill Fill) (name string,
 	if _, err := os.Lstat(filepath.Join(tmp, ManifestName)); err == nil {
 		return "", Manifest{}, fmt.Errorf("backup: %s store wrote a payload file named %s, which is reserved for the manifest", m.StoreKind, ManifestName)
 	}
-	files, dirs, err := hashTree(ctx, tmp)
+	files, dirs, err := hashTree(ctx, tmp, info.Sums)
 	if err != nil {
 		return "", Manifest{}, fmt.Errorf("backup: payload: %w", err)
 	}
@@ -161,7 +167,7 @@ func publish(dir, tmp string, t time.Time) (string, error) {
 // hashTree hashes and fsyncs every regular file under root, returning them
 // sorted by path, and the directories (root first, parents before children).
 // Anything but regular files and directories is refused.
-func hashTree(ctx context.Context, root string) ([]File, []string, error) {
+func hashTree(ctx context.Context, root string, sums map[string]string) ([]File, []string, error) {
 	var files []File
 	var dirs []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -183,11 +189,16 @@ func hashTree(ctx context.Context, root string) ([]File, []string, error) {
 		case !d.Type().IsRegular():
 			return fmt.Errorf("%s is a %s: a payload holds only regular files and directories", rel, kindOf(d.Type()))
 		}
-		sum, size, err := hashFile(ctx, p, true)
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		fi, err := d.Info()
+		sum, size := sums[rel], fi.Size()
+		if sum != "" {
+			err = syncFile(p)
+		} else {
+			sum, size, err = hashFile(ctx, p, true)
+		}
 		if err != nil {
 			return err
 		}
@@ -201,19 +212,38 @@ func hashTree(ctx context.Context, root string) ([]File, []string, error) {
 	return files, dirs, nil
 }
 
+// HashFile returns the hex SHA-256 and length of the file at p, as a
+// manifest records them. It stops early when ctx ends.
+func HashFile(ctx context.Context, p string) (sum string, size int64, err error) {
+	return hashFile(ctx, p, false)
+}
+
+// syncFile fsyncs the file at p.
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", p, err)
+	}
+	return nil
+}
+
 // hashFile returns the hex SHA-256 and length of the file at p, fsyncing it
 // first when sync is set. It stops early when ctx ends.
 func hashFile(ctx context.Context, p string, sync bool) (string, int64, error) {
+	if sync {
+		if err := syncFile(p); err != nil {
+			return "", 0, err
+		}
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	if sync {
-		if err := f.Sync(); err != nil {
-			return "", 0, fmt.Errorf("fsync %s: %w", p, err)
-		}
-	}
 	h := sha256.New()
 	n, err := io.Copy(h, ctxReader{ctx, f})
 	if err != nil {
