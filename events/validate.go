@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -157,17 +158,19 @@ func validate(t Type, body []byte) (any, error) {
 // unmarshalNumbers decodes one JSON value, numbers as json.Number so that
 // large integers are checked exactly. Its errors read as encoding/json's.
 func unmarshalNumbers(body []byte, v *any) error {
-	if !json.Valid(body) {
-		// json.Unmarshal describes the syntax error precisely.
-		var discard any
-		if err := json.Unmarshal(body, &discard); err != nil {
-			return err
-		}
-		return errors.New("invalid JSON")
-	}
+	// One pass for what is valid; only what is not is read again.
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
-	return d.Decode(v)
+	if err := d.Decode(v); err == nil && len(bytes.TrimSpace(body[d.InputOffset():])) == 0 {
+		return nil
+	}
+	// json.Unmarshal describes the syntax error, or the data after the
+	// value, precisely.
+	var discard any
+	if err := json.Unmarshal(body, &discard); err != nil {
+		return err
+	}
+	return errors.New("invalid JSON")
 }
 
 var printer = message.NewPrinter(language.English)
@@ -326,6 +329,19 @@ func pruneFolded(doc any, gt reflect.Type) bool {
 // jsonFields maps the JSON names of a struct's exported fields to their
 // types. The catalog's structs have flat fields, each with a json tag.
 func jsonFields(gt reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldsOf.Load(gt); ok {
+		return f.(map[string]reflect.Type)
+	}
+	f := structFields(gt)
+	fieldsOf.Store(gt, f)
+	return f
+}
+
+// fieldsOf caches jsonFields by type: every consumed event asks it, and
+// reflection over the same struct gives the same answer every time.
+var fieldsOf sync.Map // reflect.Type → map[string]reflect.Type (read only)
+
+func structFields(gt reflect.Type) map[string]reflect.Type {
 	out := make(map[string]reflect.Type, gt.NumField())
 	for i := range gt.NumField() {
 		f := gt.Field(i)
