@@ -23,6 +23,7 @@ import (
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/service/servicetest"
 )
 
 // node is the backup-scheduler running on a real embedded NATS server, and
@@ -43,36 +44,9 @@ func startNode(t *testing.T, b *bus.Bus, cfg Config, dataDir string, rec *record
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	deps := service.Deps{Bus: b, Host: "test-host", DataDir: dataDir, Version: "0.0.1-test"}
-	rt, err := service.New(ctx, spec, deps)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	select {
-	case <-rt.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("service stopped at start: %v", err)
-	case <-time.After(20 * time.Second):
-		cancel()
-		t.Fatal("service not ready in 20s")
-	}
-	n := &node{t: t, b: b, dataDir: dataDir, rec: rec}
-	var once sync.Once
-	n.stopFn = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("service stopped with %v", err)
-			}
-		})
-	}
-	t.Cleanup(n.stopFn)
-	return n
+	_, stop := servicetest.Start(t, spec, deps)
+	return &node{t: t, b: b, dataDir: dataDir, rec: rec, stopFn: stop}
 }
 
 // stop shuts the service down cleanly (its outbox flushed).

@@ -55,9 +55,9 @@ func Start(t testing.TB, spec service.Spec, deps service.Deps) (rt *service.Runt
 	case err := <-done:
 		cancel()
 		t.Fatalf("%s stopped at start: %v", spec.Name, err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second): // a slow CI machine, a big catalog to rebuild
 		cancel()
-		t.Fatalf("%s not ready in 10s", spec.Name)
+		t.Fatalf("%s not ready in 30s", spec.Name)
 	}
 	var once sync.Once
 	stop = func() {
