@@ -44,7 +44,7 @@ func Verify(ctx context.Context, dir, name string) (Manifest, error) {
 			problems = append(problems, fmt.Errorf("%s: size %d, manifest says %d", f.Path, fi.Size(), f.Size))
 			continue
 		}
-		sum, _, err := hashFile(ctx, p, false)
+		sum, _, err := HashFile(ctx, p)
 		if err != nil {
 			return Manifest{}, fmt.Errorf("backup: verify %s: %w", name, err)
 		}

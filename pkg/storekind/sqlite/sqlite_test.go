@@ -124,15 +124,7 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 // A WAL database is copied by the fast path, a rollback-journal one by the
 // backup API (the writer waits while it copies).
 func TestSnapshotUnderConcurrentWriter(t *testing.T) {
-	for _, tc := range []struct {
-		mode string
-		fast bool
-	}{{"WAL", true}, {"DELETE", false}} {
-		t.Run(tc.mode, func(t *testing.T) {
-			t.Cleanup(wantPath(t, tc.fast))
-			testSnapshotUnderConcurrentWriter(t, tc.mode)
-		})
-	}
+	inBothJournalModes(t, testSnapshotUnderConcurrentWriter)
 }
 
 func testSnapshotUnderConcurrentWriter(t *testing.T, journalMode string) {
@@ -229,15 +221,7 @@ func testSnapshotUnderConcurrentWriter(t *testing.T, journalMode string) {
 }
 
 func TestCorruptSourceIsRefused(t *testing.T) {
-	for _, tc := range []struct {
-		mode string
-		fast bool
-	}{{"WAL", true}, {"DELETE", false}} {
-		t.Run(tc.mode, func(t *testing.T) {
-			t.Cleanup(wantPath(t, tc.fast))
-			testCorruptSourceIsRefused(t, tc.mode)
-		})
-	}
+	inBothJournalModes(t, testCorruptSourceIsRefused)
 }
 
 func testCorruptSourceIsRefused(t *testing.T, journalMode string) {
@@ -374,6 +358,20 @@ func BenchmarkDump(b *testing.B) {
 		if _, err := k.Dump(context.Background(), payload); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// inBothJournalModes runs test on a WAL database, which the fast path must
+// copy, and on a rollback-journal one, which the backup API must copy.
+func inBothJournalModes(t *testing.T, test func(t *testing.T, journalMode string)) {
+	for _, tc := range []struct {
+		mode string
+		fast bool
+	}{{"WAL", true}, {"DELETE", false}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			t.Cleanup(wantPath(t, tc.fast))
+			test(t, tc.mode)
+		})
 	}
 }
 
