@@ -102,11 +102,10 @@ func benchEvents(n int) (*Report, error) {
 	spec := service.Spec{
 		Name:       events.ServiceJobTracker,
 		Migrations: fstest.MapFS{"0001.sql": {Data: []byte(`CREATE TABLE hosts (host TEXT PRIMARY KEY, reason TEXT NOT NULL, n INTEGER NOT NULL)`)}},
-		Subscriptions: []service.Subscription{{Subject: "lifeboat.event.host.down", Handle: func(ctx context.Context, tx *store.Tx, m service.Message) error {
-			ev := m.Event.(*events.HostDown)
+		Subscriptions: []service.Subscription{service.On(func(ctx context.Context, tx *store.Tx, ev *events.HostDown, _ service.Delivery) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO hosts (host, reason, n) VALUES (?, ?, 1) ON CONFLICT (host) DO UPDATE SET n = n + 1`, ev.Host, ev.Reason)
 			return err
-		}}},
+		})},
 	}
 	sctx, stop := context.WithCancel(ctx)
 	rt, err := service.New(sctx, spec, deps)

@@ -174,7 +174,7 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 				err = fmt.Errorf("handler panicked: %v", p)
 			}
 		}()
-		return s.Handle(ctx, tx, m)
+		return s.handle(ctx, tx, m)
 	})
 	switch {
 	case errors.Is(err, store.ErrPoisoned):

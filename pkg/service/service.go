@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -26,27 +27,87 @@ import (
 	"lifeboat.dev/pkg/telemetry"
 )
 
+// Delivery is a consumed message as a handler sees it: its id, subject,
+// place in the stream, delivery count and headers.
+type Delivery = bus.Delivery
+
 // Message is a consumed, validated event or command.
 type Message struct {
-	bus.Delivery
+	Delivery
 	Type events.Type
 	// Event is a pointer to the decoded struct, e.g. *events.HostDown.
 	Event any
 }
 
-// Handler applies one message. Its changes through tx, and the events it
-// emits with tx.Emit, commit together with the message's inbox entry. An
-// error rolls them back and the message is redelivered after a backoff, up to
-// the consumer's MaxDeliver, then dead-lettered.
+// Handler applies one message: its changes through tx, and the events it
+// emits with tx.Emit, commit together with the message's inbox entry.
+//
+// What a handler may do: read and write its service's state through tx;
+// emit events (tx.Emit); enqueue long work (tx.Enqueue) and register
+// in-memory signals to fire once the change is durable (tx.AfterCommit).
+// What it may not do: anything outside tx — no network call, no file
+// write, no goroutine, no wake-up of a loop other than through
+// tx.AfterCommit, nothing slow. A handler runs more than once for one
+// message: in an optimistic batch that another message poisons, its first
+// run is rolled back and it runs again; a crash before the ack redelivers
+// the message (the inbox then skips it). Only what commits through tx
+// happens, exactly once. An error rolls the message's changes back and
+// it is redelivered after a backoff, up to the consumer's MaxDeliver, then
+// dead-lettered.
 type Handler func(ctx context.Context, tx *store.Tx, m Message) error
 
-// Subscription routes a subject filter to a handler through its own durable
-// consumer.
+// Subscription routes one event or command type to a handler through its
+// own durable consumer. Make one with On.
 type Subscription struct {
-	// Subject is a subject or filter, e.g. "lifeboat.event.host.down" or
-	// "lifeboat.cmd.dns-updater.>".
+	// Subject is the type's subject, e.g. "lifeboat.event.host.down".
 	Subject string
-	Handle  Handler
+	handle  Handler
+}
+
+// On subscribes h to the event or command type T (a struct of the events
+// catalog): h gets the decoded *T, never an interface to cast.
+func On[T any](h func(ctx context.Context, tx *store.Tx, ev *T, d Delivery) error) Subscription {
+	subject := events.SubjectOf[T]()
+	return Subscription{Subject: subject, handle: func(ctx context.Context, tx *store.Tx, m Message) error {
+		ev, ok := m.Event.(*T)
+		if !ok {
+			return fmt.Errorf("service: %s decoded as %T, want *%T", subject, m.Event, *new(T))
+		}
+		return h(ctx, tx, ev, m.Delivery)
+	}}
+}
+
+// Job is a queued job as a worker sees it (see store.Tx.Enqueue).
+type Job = store.Job
+
+// Finish records a job's outcome in the transaction that removes the job.
+type Finish = store.Finish
+
+// WorkKind is a kind of queued job and the worker that runs it. Make one
+// with Work.
+type WorkKind struct {
+	Kind string
+	run  store.Worker
+}
+
+// Work declares the worker of the jobs of kind, whose payload is a T. The
+// worker runs after the enqueuing transaction committed, on a goroutine of
+// the runtime, and is cancelled at shutdown (the job then runs again at the
+// next start). It returns the outcome to commit, or an error to be retried
+// after a backoff; see store.Worker.
+func Work[T any](kind string, run func(ctx context.Context, j Job, payload *T) (Finish, error)) WorkKind {
+	return WorkKind{Kind: kind, run: func(ctx context.Context, j store.Job) (store.Finish, error) {
+		p := new(T)
+		if err := j.Decode(p); err != nil {
+			// A payload this build cannot read will not become readable:
+			// drop the job, saying so, rather than retry it for ever.
+			return func(ctx context.Context, tx *store.Tx) error {
+				slog.ErrorContext(ctx, "work queue: job dropped", slog.String("error", err.Error()))
+				return nil
+			}, nil
+		}
+		return run(ctx, j, p)
+	}}
 }
 
 // Endpoint is a request/reply endpoint at lifeboat.api.<service>.<Name>.
@@ -67,12 +128,15 @@ type Spec struct {
 	Init func(ctx context.Context, rt *Runtime) error
 	// Subscriptions are consumed once Init has run.
 	Subscriptions []Subscription
+	// Work are the kinds of queued job the service runs (see Work).
+	Work []WorkKind
 	// Endpoints are added beside "status".
 	Endpoints []Endpoint
 	// Status adds the service's own facts to its status reply.
 	Status func(ctx context.Context) (any, error)
 	// Run, when set, runs beside the consumers until ctx ends (timers,
-	// watchers); an error from it stops the service.
+	// watchers); an error from it stops the service, and Runtime.Run
+	// returns it.
 	Run func(ctx context.Context) error
 }
 
@@ -92,12 +156,27 @@ type Deps struct {
 	// the batch is durable and before it is acked (latency measurement,
 	// tests).
 	AfterCommit func(service string, batch []bus.Delivery)
+	// Owns says whether this process runs a queued job with the given
+	// owner; nil runs the jobs owned by no one in particular ("") and by
+	// this host (OwnerHost). The cluster adds leaders' jobs.
+	Owns func(owner string) bool
+	// Now is the clock of the service's store and work queue; nil means
+	// time.Now.
+	Now func() time.Time
+	// WorkBackoff is the work queue's delay before a failed job's next
+	// attempt; nil means store.NewQueueOptions's.
+	WorkBackoff func(attempt int) time.Duration
 }
+
+// OwnerHost is the owner of a job that only host may run.
+func OwnerHost(host string) string { return "host:" + host }
 
 // Runtime is a running service.
 type Runtime struct {
-	Spec      Spec
-	Deps      Deps
+	Spec Spec
+	Deps Deps
+	// DB is the service's database: reads through DB.R, writes through
+	// DB.Update (or a handler's tx), never around the inbox and outbox.
 	DB        *store.DB
 	Publisher *bus.Publisher
 	Logger    *slog.Logger
@@ -107,8 +186,15 @@ type Runtime struct {
 	sub     *bus.Subscriber
 	svc     micro.Service
 	ready   chan struct{}
-	mu      sync.Mutex
-	dead    int64
+
+	ctx    context.Context // the service's life; cancelled by the first failure
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	dead     int64
+	stopping bool           // no goroutine starts any more
+	wg       sync.WaitGroup // every goroutine started with Go, and endpoint calls
+	failed   error          // the first failure
 }
 
 // DBPath is where a service keeps its state: <data>/<service>/state.db.
@@ -134,7 +220,9 @@ func New(ctx context.Context, spec Spec, deps Deps) (*Runtime, error) {
 		Source: "lifeboat/" + deps.Host + "/" + spec.Name,
 		ready:  make(chan struct{}),
 	}
-	db, err := store.Open(ctx, DBPath(deps.DataDir, spec.Name), store.NewOptions(rt.Source, spec.Migrations))
+	sopts := store.NewOptions(rt.Source, spec.Migrations)
+	sopts.Now = deps.Now
+	db, err := store.Open(ctx, DBPath(deps.DataDir, spec.Name), sopts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
@@ -146,17 +234,67 @@ func New(ctx context.Context, spec Spec, deps Deps) (*Runtime, error) {
 // Ready is closed once the service consumes and answers its endpoints.
 func (rt *Runtime) Ready() <-chan struct{} { return rt.ready }
 
-// Run consumes until ctx ends, then shuts down cleanly: it stops taking
-// messages, finishes and acks the batch in flight, flushes the outbox and
-// closes the database.
+// Context is the service's life: it ends when Run's context ends or the
+// service fails. Long work outside Go (an endpoint's reply) uses it.
+func (rt *Runtime) Context() context.Context { return rt.ctx }
+
+// Go runs fn on a goroutine of the service, with the service's context.
+// Every goroutine of a service starts here: shutdown waits for them all
+// before the database closes, and an error (other than the context's end)
+// or a panic from one stops the whole service, whose Run returns it. Go
+// returns false, and runs nothing, once shutdown has begun.
+func (rt *Runtime) Go(fn func(ctx context.Context) error) bool {
+	if !rt.enter() {
+		return false
+	}
+	go func() {
+		defer rt.wg.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				rt.fail(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+			}
+		}()
+		if err := fn(rt.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			rt.fail(err)
+		}
+	}()
+	return true
+}
+
+// enter counts a goroutine or call in, unless shutdown has begun.
+func (rt *Runtime) enter() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.stopping {
+		return false
+	}
+	rt.wg.Add(1)
+	return true
+}
+
+// fail records the service's first failure and stops it.
+func (rt *Runtime) fail(err error) {
+	rt.mu.Lock()
+	if rt.failed == nil {
+		rt.failed = err
+		rt.Logger.Error("service failed; stopping it", slog.String("error", err.Error()))
+	}
+	rt.mu.Unlock()
+	rt.cancel(err)
+}
+
+// Run runs the service until ctx ends or the service fails, then shuts
+// down in order: the endpoints stop answering, every goroutine ends (the
+// consumers finish and ack the batch in flight, queued jobs are cancelled
+// and given back), the consumers stop, the outbox is flushed, and the
+// database closes last. It returns the first failure (nil after a clean
+// stop), also when Init or a subscription fails half-way.
 func (rt *Runtime) Run(ctx context.Context) error {
 	rt.started = time.Now()
+	rt.ctx, rt.cancel = context.WithCancelCause(ctx)
+	defer rt.cancel(nil)
 	defer rt.DB.Close()
-	if rt.Spec.Init != nil {
-		if err := rt.Spec.Init(ctx, rt); err != nil {
-			return fmt.Errorf("%s: init: %w", rt.Spec.Name, err)
-		}
-	}
+
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	relay := store.NewRelay(rt.DB, rt.Publisher, rt.Logger)
 	if tel := rt.Deps.Telemetry; tel != nil {
@@ -166,42 +304,78 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	go func() { defer close(relayDone); relay.Run(relayCtx) }()
 	defer func() { stopRelay(); <-relayDone }()
 
+	rt.sub = bus.NewSubscriber(rt.Deps.Bus.JS, rt.Deps.Consumer(rt.Spec.Name), rt.Logger)
+	defer rt.sub.Close()
+	defer rt.shutdown()
+
+	if err := rt.start(); err != nil {
+		rt.fail(err)
+	} else {
+		close(rt.ready)
+		rt.Logger.Info("service started", slog.String("db", rt.DB.Path), slog.Int("subscriptions", len(rt.Spec.Subscriptions)))
+	}
+	<-rt.ctx.Done()
+	rt.shutdown()
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.failed != nil {
+		return fmt.Errorf("%s: %w", rt.Spec.Name, rt.failed)
+	}
+	rt.Logger.Info("service stopped")
+	return nil
+}
+
+// start runs Init, adds the endpoints and starts the consumers, the work
+// queue and Spec.Run.
+func (rt *Runtime) start() error {
+	if rt.Spec.Init != nil {
+		if err := rt.Spec.Init(rt.ctx, rt); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+	}
 	if err := rt.addMicro(); err != nil {
 		return err
 	}
-	defer rt.svc.Stop()
-
-	rt.sub = bus.NewSubscriber(rt.Deps.Bus.JS, rt.Deps.Consumer(rt.Spec.Name), rt.Logger)
-	defer rt.sub.Close()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(rt.Spec.Subscriptions)+1)
 	for _, s := range rt.Spec.Subscriptions {
-		ch, err := rt.sub.Subscribe(ctx, s.Subject)
+		ch, err := rt.sub.Subscribe(rt.ctx, s.Subject)
 		if err != nil {
-			return fmt.Errorf("%s: %w", rt.Spec.Name, err)
+			return err
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); rt.consume(ctx, s, ch) }()
+		rt.Go(func(ctx context.Context) error { rt.consume(ctx, s, ch); return nil })
+	}
+	if len(rt.Spec.Work) > 0 {
+		qopts := store.NewQueueOptions()
+		qopts.Logger = rt.Logger
+		qopts.Owns = rt.Deps.Owns
+		if qopts.Owns == nil {
+			host := OwnerHost(rt.Deps.Host)
+			qopts.Owns = func(owner string) bool { return owner == "" || owner == host }
+		}
+		if rt.Deps.WorkBackoff != nil {
+			qopts.Backoff = rt.Deps.WorkBackoff
+		}
+		for _, w := range rt.Spec.Work {
+			qopts.Workers[w.Kind] = w.run
+		}
+		q := store.NewQueue(rt.DB, qopts)
+		rt.Go(q.Run)
 	}
 	if rt.Spec.Run != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := rt.Spec.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", rt.Spec.Name, err)
-			}
-		}()
+		rt.Go(rt.Spec.Run)
 	}
-	close(rt.ready)
-	rt.Logger.Info("service started", slog.String("db", rt.DB.Path), slog.Int("subscriptions", len(rt.Spec.Subscriptions)))
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+	return nil
+}
+
+// shutdown stops the endpoints and waits for every goroutine and call.
+func (rt *Runtime) shutdown() {
+	rt.cancel(nil)
+	rt.mu.Lock()
+	rt.stopping = true
+	rt.mu.Unlock()
+	if rt.svc != nil {
+		_ = rt.svc.Stop()
 	}
-	wg.Wait()
-	rt.Logger.Info("service stopped")
-	return runErr
+	rt.wg.Wait()
 }
 
 func (rt *Runtime) addMicro() error {
@@ -218,12 +392,26 @@ func (rt *Runtime) addMicro() error {
 	g := svc.AddGroup(events.APISubject(rt.Spec.Name, ""))
 	eps := append([]Endpoint{{Name: "status", Handler: rt.status}}, rt.Spec.Endpoints...)
 	for _, ep := range eps {
-		if err := g.AddEndpoint(ep.Name, ep.Handler); err != nil {
+		if err := g.AddEndpoint(ep.Name, rt.tracked(ep.Handler)); err != nil {
 			svc.Stop()
 			return fmt.Errorf("%s: endpoint %s: %w", rt.Spec.Name, ep.Name, err)
 		}
 	}
 	return nil
+}
+
+// tracked counts an endpoint call in, so that shutdown waits for it before
+// the database closes; a call that arrives once shutdown has begun is
+// answered 503.
+func (rt *Runtime) tracked(h micro.HandlerFunc) micro.HandlerFunc {
+	return func(req micro.Request) {
+		if !rt.enter() {
+			_ = req.Error("503", rt.Spec.Name+" is shutting down; try again once it is back", nil)
+			return
+		}
+		defer rt.wg.Done()
+		h(req)
+	}
 }
 
 // Status is the reply of every service's status endpoint.
@@ -291,7 +479,7 @@ func (rt *Runtime) CurrentStatus(ctx context.Context) (Status, error) {
 }
 
 func (rt *Runtime) status(req micro.Request) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(rt.ctx, 5*time.Second)
 	defer cancel()
 	st, err := rt.CurrentStatus(ctx)
 	if err != nil {

@@ -44,18 +44,11 @@ func (ts *testService) spec() service.Spec {
 		Name:        "job-tracker", // any catalog service name; the database is the test's
 		Description: "test skeleton",
 		Migrations:  testMigrations,
-		Subscriptions: []service.Subscription{{
-			Subject: "lifeboat.event.host.down",
-			Handle:  ts.handleHostDown,
-		}},
+		Subscriptions: []service.Subscription{service.On(ts.handleHostDown)},
 	}
 }
 
-func (ts *testService) handleHostDown(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev, ok := m.Event.(*events.HostDown)
-	if !ok {
-		return nil // a wildcard subscription also sees the HostUp it emits
-	}
+func (ts *testService) handleHostDown(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
 	if ts.failFirst[ev.Host] && ts.failures[ev.Host] == 0 {
 		ts.failures[ev.Host]++
 		return fmt.Errorf("induced failure for %s", ev.Host)
@@ -268,13 +261,13 @@ func TestHandlerFailingEveryTimeIsDeadLettered(t *testing.T) {
 	spec := service.Spec{
 		Name:       "job-tracker",
 		Migrations: testMigrations,
-		Subscriptions: []service.Subscription{{Subject: "lifeboat.event.host.down", Handle: func(ctx context.Context, tx *store.Tx, m service.Message) error {
-			if m.Event.(*events.HostDown).Host == "poison" {
+		Subscriptions: []service.Subscription{service.On(func(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
+			if ev.Host == "poison" {
 				panic("poisoned")
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO applied (event_id, host) VALUES (?, ?)`, m.ID, m.Event.(*events.HostDown).Host)
+			_, err := tx.ExecContext(ctx, `INSERT INTO applied (event_id, host) VALUES (?, ?)`, m.ID, ev.Host)
 			return err
-		}}},
+		})},
 	}
 	runService(t, b, spec, data)
 	publish(t, b.JS, "lifeboat.event.host.down", nil, `{"host":"poison"}`)
@@ -328,8 +321,8 @@ func TestFailureInABatchUndoesOnlyItsMessage(t *testing.T) {
 	spec := service.Spec{
 		Name:       "job-tracker",
 		Migrations: testMigrations,
-		Subscriptions: []service.Subscription{{Subject: "lifeboat.event.host.down", Handle: func(ctx context.Context, tx *store.Tx, m service.Message) error {
-			host := m.Event.(*events.HostDown).Host
+		Subscriptions: []service.Subscription{service.On(func(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
+			host := ev.Host
 			if _, err := tx.ExecContext(ctx, `INSERT INTO applied (event_id, host) VALUES (?, ?)`, m.ID, host); err != nil {
 				return err
 			}
@@ -337,7 +330,7 @@ func TestFailureInABatchUndoesOnlyItsMessage(t *testing.T) {
 				return errors.New("fails after writing")
 			}
 			return nil
-		}}},
+		})},
 	}
 	// The backlog is there before the service starts, so that it comes in
 	// batches of many messages.

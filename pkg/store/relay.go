@@ -58,7 +58,7 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 		if time.Since(lastPrune) > time.Hour {
 			lastPrune = time.Now()
-			if n, err := db.New(r.db.W).InboxPrune(ctx, time.Now().Add(-r.InboxKeep).UnixMilli()); err == nil && n > 0 {
+			if n, err := db.New(r.db.w).InboxPrune(ctx, time.Now().Add(-r.InboxKeep).UnixMilli()); err == nil && n > 0 {
 				r.logger.Debug("inbox pruned", slog.Int64("rows", n))
 			}
 		}
@@ -86,7 +86,7 @@ func (r *Relay) Run(ctx context.Context) {
 // Flush publishes every row in the outbox now and returns how many it
 // published.
 func (r *Relay) Flush(ctx context.Context) (int, error) {
-	q := db.New(r.db.W)
+	q := db.New(r.db.w)
 	total := 0
 	for {
 		rows, err := q.OutboxNext(ctx, int64(r.Batch))
@@ -124,7 +124,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 }
 
 func (r *Relay) remove(ctx context.Context, rows []db.Outbox) error {
-	tx, err := r.db.W.BeginTx(ctx, nil)
+	tx, err := r.db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("outbox: remove: %w", err)
 	}

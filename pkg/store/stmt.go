@@ -34,7 +34,7 @@ func (d *DB) prepare(ctx context.Context, queries []string) {
 		if have || full {
 			continue
 		}
-		st, err := d.W.PrepareContext(ctx, q)
+		st, err := d.w.PrepareContext(ctx, q)
 		if err != nil {
 			continue
 		}

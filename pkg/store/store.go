@@ -28,15 +28,19 @@ import (
 // never contend for SQLite's lock, and a pool of readers.
 type DB struct {
 	Path string
-	// W is the one writer; use Update for writes.
-	W *sql.DB
+	// w is the one writer: writes go through Update or a Batch, so that
+	// nothing bypasses the inbox and the outbox.
+	w *sql.DB
 	// R is a pool of read-only connections for queries outside a handler.
 	R *sql.DB
+	r *sql.DB // R, for this package
 	// Source is the CloudEvents source of the events this database emits,
 	// e.g. "lifeboat/host-1/backup-scheduler".
 	Source string
-	// notify is signalled after a commit that added outbox rows.
-	notify chan struct{}
+	// notify is signalled after a commit that added outbox rows;
+	// workNotify after one that enqueued work.
+	notify, workNotify chan struct{}
+	now                func() time.Time
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared on W, see stmt.go
@@ -53,6 +57,9 @@ type Options struct {
 	Synchronous string
 	// BusyTimeout bounds how long a connection waits for a lock.
 	BusyTimeout time.Duration
+	// Now is the clock of the store's own timestamps and of the work
+	// queue's due times (tests inject one); nil means time.Now.
+	Now func() time.Time
 }
 
 // NewOptions returns the defaults.
@@ -95,7 +102,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(4)
-	db := &DB{Path: path, W: w, R: r, Source: opts.Source, notify: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	db := &DB{Path: path, w: w, R: r, r: r, Source: opts.Source, notify: make(chan struct{}, 1), workNotify: make(chan struct{}, 1),
+		now: now, stmts: map[string]*sql.Stmt{}}
 	own, err := lbsql.Migrations("store")
 	if err != nil {
 		db.Close()
@@ -122,13 +134,13 @@ func (db *DB) Close() error {
 	}
 	db.stmts = map[string]*sql.Stmt{}
 	db.stmtMu.Unlock()
-	return errors.Join(db.R.Close(), db.W.Close())
+	return errors.Join(db.R.Close(), db.w.Close())
 }
 
 // migrate applies, in lexical order, the .sql files of migrations not yet
 // recorded for set in schema_migrations, each in its own transaction.
 func (db *DB) migrate(ctx context.Context, set string, migrations fs.FS) error {
-	if _, err := db.W.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		migration_set TEXT NOT NULL, name TEXT NOT NULL, applied_at INTEGER NOT NULL,
 		PRIMARY KEY (migration_set, name))`); err != nil {
 		return fmt.Errorf("store: %s: schema_migrations: %w", db.Path, err)
@@ -140,7 +152,7 @@ func (db *DB) migrate(ctx context.Context, set string, migrations fs.FS) error {
 	sort.Strings(names)
 	for _, name := range names {
 		var n int
-		if err := db.W.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE migration_set = ? AND name = ?`, set, name).Scan(&n); err != nil {
+		if err := db.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE migration_set = ? AND name = ?`, set, name).Scan(&n); err != nil {
 			return fmt.Errorf("store: %s: %w", db.Path, err)
 		}
 		if n > 0 {
@@ -150,7 +162,7 @@ func (db *DB) migrate(ctx context.Context, set string, migrations fs.FS) error {
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", name, err)
 		}
-		tx, err := db.W.BeginTx(ctx, nil)
+		tx, err := db.w.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("store: migration %s: %w", name, err)
 		}
@@ -190,3 +202,8 @@ func (db *DB) IntegrityCheck(ctx context.Context) error {
 	}
 	return fmt.Errorf("store: %s fails integrity_check: %s", db.Path, strings.Join(lines, "; "))
 }
+
+// Writer is the writer connection itself, for the one caller that still
+// writes around Update (dns-updater's embedded zone, until it moves onto
+// Update).
+func (db *DB) Writer() *sql.DB { return db.w }

@@ -20,6 +20,16 @@ type Tx struct {
 	q          *db.Queries
 	emitted    int
 	unprepared []string // queries to prepare once the transaction ends
+	after      []func() // run once the transaction has committed
+}
+
+// AfterCommit runs fn once the transaction has committed, and never if it
+// (or, in a batch, the handling of this message) rolls back: the place for
+// in-memory signals (wake a loop, complete a waiter) that must not fire for
+// a change that did not happen. fn runs on the committing goroutine: keep
+// it short and non-blocking.
+func (tx *Tx) AfterCommit(fn func()) {
+	tx.after = append(tx.after, fn)
 }
 
 // Emit queues ev (a struct from the events catalog) in the outbox; the relay
@@ -40,7 +50,7 @@ func (tx *Tx) EmitEnvelope(ctx context.Context, env bus.Envelope) error {
 		return fmt.Errorf("store: emit: %w", err)
 	}
 	if err := tx.q.OutboxAdd(ctx, db.OutboxAddParams{
-		ID: env.ID, Subject: env.Subject, Headers: string(h), Body: env.Body, CreatedAt: time.Now().UnixMilli(),
+		ID: env.ID, Subject: env.Subject, Headers: string(h), Body: env.Body, CreatedAt: tx.db.now().UnixMilli(),
 	}); err != nil {
 		return fmt.Errorf("store: outbox: %w", err)
 	}
@@ -85,7 +95,7 @@ var ErrPoisoned = errors.New("store: optimistic batch poisoned by a failing mess
 
 // Begin starts a guarded batch.
 func (d *DB) Begin(ctx context.Context) (*Batch, error) {
-	sqlTx, err := d.W.BeginTx(ctx, nil)
+	sqlTx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: begin %s: %w", d.Path, err)
 	}
@@ -126,12 +136,12 @@ func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) e
 		_, err := b.tx.ExecContext(ctx, "RELEASE msg")
 		return false, err
 	}
-	emitted := b.tx.emitted
+	emitted, after := b.tx.emitted, len(b.tx.after)
 	if err == nil {
 		err = fn(b.tx)
 	}
 	if err != nil {
-		b.tx.emitted = emitted
+		b.tx.emitted, b.tx.after = emitted, b.tx.after[:after]
 		_, rbErr := b.tx.ExecContext(ctx, "ROLLBACK TO msg")
 		if rbErr == nil {
 			_, rbErr = b.tx.ExecContext(ctx, "RELEASE msg")
@@ -186,6 +196,9 @@ func (b *Batch) Commit() error {
 	if b.tx.emitted > 0 {
 		b.tx.db.wake()
 	}
+	for _, fn := range b.tx.after {
+		fn()
+	}
 	return nil
 }
 
@@ -193,6 +206,7 @@ func (b *Batch) Commit() error {
 func (b *Batch) Rollback() {
 	if !b.done {
 		b.done = true
+		b.tx.after = nil
 		_ = b.tx.Rollback()
 		b.tx.db.prepare(context.Background(), b.tx.unprepared)
 	}

@@ -17,8 +17,7 @@ import (
 // (a backup can take long: it is not done inside this transaction). A take
 // of a plan that does not exist or is disabled is answered at once with
 // BackupFailed. The answer carries the command's id as request_id.
-func (s *Service) handleTake(ctx context.Context, tx *store.Tx, m service.Message) error {
-	cmd := m.Event.(*events.BackupTake)
+func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.BackupTake, m service.Delivery) error {
 	kind := cmd.Kind
 	if kind == "" {
 		kind = events.BackupManual

@@ -62,7 +62,7 @@ func Spec(cfg Config) (service.Spec, error) {
 		Migrations:  migrations,
 		Init:        s.init,
 		Subscriptions: []service.Subscription{
-			{Subject: events.SubjectOf[events.BackupTake](), Handle: s.handleTake},
+			service.On(s.handleTake),
 		},
 		Endpoints: s.endpoints(),
 		Status:    s.status,

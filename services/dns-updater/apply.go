@@ -78,7 +78,7 @@ func (s *Service) applyNext(ctx context.Context) (bool, error) {
 	// wakes the loop from inside its batch's transaction, which holds the
 	// writer until it commits, so this read waits for the change to be
 	// committed instead of missing it and sleeping.
-	c, err := db.New(s.rt.DB.W).NextChange(ctx, time.Now().UnixMilli())
+	c, err := db.New(s.rt.DB.Writer()).NextChange(ctx, time.Now().UnixMilli())
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -36,8 +36,7 @@ var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (an
 // server: that happens in the Run loop (apply.go), outside the
 // transaction.
 
-func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.InstanceActivated)
+func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev *events.InstanceActivated, m service.Delivery) error {
 	log := s.log.With(slog.String("instance", ev.Instance), slog.Uint64("epoch", ev.Epoch), slog.String("address", ev.Address))
 	if ev.Drill {
 		log.InfoContext(ctx, "drill activation: no DNS switched")
@@ -85,8 +84,7 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, m s
 	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
 }
 
-func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.DNSSet)
+func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNSSet, m service.Delivery) error {
 	name := provider.CanonicalName(ev.Name)
 	inst, owned := s.byName[name]
 	typ := "A"
@@ -114,8 +112,7 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, m service.Mess
 // handleFailoverStarted lowers the instance's TTL ahead of the switch when
 // dns.lower_ttl_before is set, so that resolvers let go of the old address
 // soon after the switch.
-func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.FailoverStarted)
+func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, ev *events.FailoverStarted, m service.Delivery) error {
 	if ev.Drill || s.p == nil || s.cfg.LowerTTLBefore == 0 {
 		return nil
 	}
@@ -148,8 +145,7 @@ func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, m ser
 }
 
 // handleFailoverCompleted restores the TTL a planned failover lowered.
-func (s *Service) handleFailoverCompleted(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.FailoverCompleted)
+func (s *Service) handleFailoverCompleted(ctx context.Context, tx *store.Tx, ev *events.FailoverCompleted, m service.Delivery) error {
 	if ev.Drill {
 		return nil
 	}
@@ -158,8 +154,7 @@ func (s *Service) handleFailoverCompleted(ctx context.Context, tx *store.Tx, m s
 
 // handleRestoreFailed restores the TTL when the failover that lowered it
 // failed: the name keeps its address and gets its TTL back.
-func (s *Service) handleRestoreFailed(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.RestoreFailed)
+func (s *Service) handleRestoreFailed(ctx context.Context, tx *store.Tx, ev *events.RestoreFailed, m service.Delivery) error {
 	if ev.Drill {
 		return nil
 	}

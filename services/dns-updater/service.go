@@ -91,11 +91,11 @@ func (s *Service) spec() (service.Spec, error) {
 		Migrations:  migrations,
 		Init:        s.init,
 		Subscriptions: []service.Subscription{
-			{Subject: events.SubjectOf[events.InstanceActivated](), Handle: s.handleInstanceActivated},
-			{Subject: events.SubjectOf[events.DNSSet](), Handle: s.handleDNSSet},
-			{Subject: events.SubjectOf[events.FailoverStarted](), Handle: s.handleFailoverStarted},
-			{Subject: events.SubjectOf[events.FailoverCompleted](), Handle: s.handleFailoverCompleted},
-			{Subject: events.SubjectOf[events.RestoreFailed](), Handle: s.handleRestoreFailed},
+			service.On(s.handleInstanceActivated),
+			service.On(s.handleDNSSet),
+			service.On(s.handleFailoverStarted),
+			service.On(s.handleFailoverCompleted),
+			service.On(s.handleRestoreFailed),
 		},
 		Endpoints: []service.Endpoint{
 			{Name: "records", Handler: s.recordsEndpoint},
@@ -122,7 +122,7 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 		opts.Addr, opts.ZoneFile, opts.Owned, opts.Logger = s.cfg.Embedded.Listen, s.cfg.Embedded.ZoneFile, owned, s.log
 		// embedded writes its records through the store's single writer
 		// in its own transactions; it is only ever called outside ours.
-		srv, err := embedded.Open(ctx, rt.DB.W, opts)
+		srv, err := embedded.Open(ctx, rt.DB.Writer(), opts)
 		if err != nil {
 			return fmt.Errorf("dns.embedded: %w", err)
 		}

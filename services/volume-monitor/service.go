@@ -47,8 +47,8 @@ func Spec() (service.Spec, error) {
 		Migrations:  migrations,
 		Init:        func(_ context.Context, rt *service.Runtime) error { s.rt = rt; return nil },
 		Subscriptions: []service.Subscription{
-			{Subject: events.SubjectOf[events.HostDown](), Handle: s.handleHostDown},
-			{Subject: events.SubjectOf[events.HostUp](), Handle: s.handleHostUp},
+			service.On(s.handleHostDown),
+			service.On(s.handleHostUp),
 		},
 		Endpoints: []service.Endpoint{{Name: "hosts", Handler: s.hostsEndpoint}},
 		Status:    s.status,
@@ -56,13 +56,11 @@ func Spec() (service.Spec, error) {
 	}, nil
 }
 
-func (s *Service) handleHostDown(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.HostDown)
+func (s *Service) handleHostDown(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
 	return setState(ctx, tx, ev.Host, "down", ev.Reason, ev.DetectedBy, ev.LastSeen)
 }
 
-func (s *Service) handleHostUp(ctx context.Context, tx *store.Tx, m service.Message) error {
-	ev := m.Event.(*events.HostUp)
+func (s *Service) handleHostUp(ctx context.Context, tx *store.Tx, ev *events.HostUp, m service.Delivery) error {
 	return setState(ctx, tx, ev.Host, "up", ev.Reason, ev.DetectedBy, ev.LastSeen)
 }
 

@@ -18,3 +18,18 @@ type Outbox struct {
 	Body      []byte
 	CreatedAt int64
 }
+
+type Work struct {
+	Seq         int64
+	ID          string
+	Kind        string
+	Key         string
+	Owner       string
+	Payload     []byte
+	Trace       string
+	Attempts    int64
+	DueAt       int64
+	LeasedUntil int64
+	LastError   string
+	CreatedAt   int64
+}
