@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -74,6 +75,7 @@ type Bus struct {
 	JS     jetstream.JetStream
 	Server *server.Server // nil for an external cluster
 	opts   Options
+	closed chan struct{} // closed by the connection's ClosedHandler
 }
 
 // Connect starts the embedded server (when opts.URLs is empty) or dials the
@@ -83,7 +85,7 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	b := &Bus{opts: opts}
+	b := &Bus{opts: opts, closed: make(chan struct{})}
 	var urls string
 	if len(opts.URLs) == 0 {
 		ns, err := StartEmbedded(opts)
@@ -95,7 +97,8 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	} else {
 		urls = strings.Join(opts.URLs, ",")
 	}
-	nc, err := dial(ctx, urls, opts)
+	var once sync.Once
+	nc, err := dial(ctx, urls, opts, nats.ClosedHandler(func(*nats.Conn) { once.Do(func() { close(b.closed) }) }))
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -114,12 +117,12 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
-// Close drains the connection and shuts the embedded server down.
+// Close drains the connection (pending publishes and subscriptions, for up
+// to the connection's drain timeout) and shuts the embedded server down.
 func (b *Bus) Close() {
 	if b.NC != nil {
-		_ = b.NC.Drain()
-		for i := 0; i < 100 && !b.NC.IsClosed(); i++ {
-			time.Sleep(10 * time.Millisecond)
+		if err := b.NC.Drain(); err == nil {
+			<-b.closed
 		}
 		b.NC.Close()
 	}
@@ -187,8 +190,9 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 
 // dial connects to urls, retrying with exponential backoff (up to 30 s
 // between attempts) while the servers cannot be reached, until ctx ends.
-func dial(ctx context.Context, urls string, opts Options) (*nats.Conn, error) {
+func dial(ctx context.Context, urls string, opts Options, extra ...nats.Option) (*nats.Conn, error) {
 	nopts := []nats.Option{
+		nats.DrainTimeout(5 * time.Second),
 		nats.Name(opts.ClientName),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -201,6 +205,7 @@ func dial(ctx context.Context, urls string, opts Options) (*nats.Conn, error) {
 			opts.Logger.Info("nats reconnected", slog.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}
+	nopts = append(nopts, extra...)
 	if opts.Credentials != "" {
 		nopts = append(nopts, nats.UserCredentials(opts.Credentials))
 	}

@@ -198,48 +198,58 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 		runtimes = append(runtimes, rt)
 	}
 
-	svcCtx, stopServices := context.WithCancel(ctx)
-	defer stopServices()
-	errc := make(chan error, len(runtimes))
+	// One life for everything below: the first service to fail ends it,
+	// and the process exits non-zero (see the README, "When a service
+	// fails").
+	svcCtx, stopServices := context.WithCancelCause(ctx)
+	defer stopServices(nil)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, rt := range runtimes {
 		wg.Add(1)
-		go func() { defer wg.Done(); errc <- rt.Run(svcCtx) }()
+		go func() {
+			defer wg.Done()
+			if err := rt.Run(svcCtx); err != nil {
+				stopServices(err)
+			}
+		}()
 	}
-	go service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: cfg.HTTP, Services: targets}, cfg.HeartbeatInterval, logger)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: cfg.HTTP, Services: targets}, cfg.HeartbeatInterval, logger)
+	}()
 
 	// Ready once every service consumes and answers.
 	for _, rt := range runtimes {
 		select {
 		case <-rt.Ready():
-		case err := <-errc:
-			stopServices()
-			wg.Wait()
-			return err
-		case <-ctx.Done():
+		case <-svcCtx.Done():
 		}
 	}
-	readyMu.Lock()
-	notReady = ""
-	readyMu.Unlock()
-	logger.Info("lifeboat up",
-		slog.String("services", strings.Join(targets, ",")),
-		slog.String("nats", b.ClientURL()),
-		slog.String("http", "http://"+srv.Addr()),
-		slog.String("data", cfg.Data),
-		slog.Duration("took", time.Since(started)))
+	if svcCtx.Err() == nil {
+		readyMu.Lock()
+		notReady = ""
+		readyMu.Unlock()
+		logger.Info("lifeboat up",
+			slog.String("services", strings.Join(targets, ",")),
+			slog.String("nats", b.ClientURL()),
+			slog.String("http", "http://"+srv.Addr()),
+			slog.String("data", cfg.Data),
+			slog.Duration("took", time.Since(started)))
+	}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
+	<-svcCtx.Done()
+	runErr := context.Cause(svcCtx)
+	if errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+		runErr = nil // asked to stop
 		logger.Info("shutting down: finishing messages in flight and flushing outboxes")
-	case runErr = <-errc:
-		logger.Error("a service failed; stopping the others", slog.String("error", runErr.Error()))
+	} else {
+		logger.Error("a service failed; stopping the others and exiting", slog.String("error", runErr.Error()))
 	}
 	readyMu.Lock()
 	notReady = "shutting down"
 	readyMu.Unlock()
-	stopServices()
 	wg.Wait()
 	return runErr
 }
