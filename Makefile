@@ -39,9 +39,9 @@ FORCE:
 run: build
 	./bin/lifeboat up --data $(DATA)
 
-## test: every test of every module, with the real parts they need
-test: tools deps fmt-check
-	$(GO) vet $(PKGS)
+## test: the whole of `make lint` first, then every test of every module,
+## with the real parts they need
+test: tools deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## gen: sqlc query code and the events' JSON Schemas
@@ -64,7 +64,7 @@ bench: build tools deps $(NATSCLI)
 	mkdir -p bench/out
 	LIFEBOAT_NATS=$(NATSCLI) $(GO) run ./bench -out bench/out -lifeboat bin/lifeboat
 
-tools: $(SQLC)
+tools: $(SQLC) $(STATICCHECK)
 
 $(SQLC):
 	@mkdir -p $(TOOLBIN)
@@ -78,6 +78,7 @@ $(NATSCLI):
 
 $(STATICCHECK):
 	@mkdir -p $(TOOLBIN)
+	@echo "building staticcheck $(STATICCHECK_VERSION) into $(TOOLBIN) (once; about a minute)"
 	cd /tmp && GOBIN=$(TOOLBIN) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 ## deps: the real servers and CLIs the tests drive (BIND, dig, sqlite3)

@@ -150,7 +150,7 @@ func TestParseWAL(t *testing.T) {
 // file as the fast path does, and finds the database SQLite sees.
 func TestParseWALOverlayIsTheDatabase(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "w.db")
-	db, wal, marks := realWAL(t, p, 4, 30)
+	db, _, marks := realWAL(t, p, 4, 30)
 	// Shrink it too: pages past the new end stay in the WAL.
 	if _, err := db.Exec("DELETE FROM t WHERE id > 40"); err != nil {
 		t.Fatal(err)
@@ -162,7 +162,8 @@ func TestParseWALOverlayIsTheDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wal, err = os.ReadFile(p + "-wal"); err != nil {
+	wal, err := os.ReadFile(p + "-wal")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if h.nPage >= marks[len(marks)-1].nPage {
