@@ -84,7 +84,7 @@ func benchEvents(n int) (*Report, error) {
 	allDone := make(chan struct{})
 	var once sync.Once
 	deps := service.Deps{Bus: b, Host: "bench", DataDir: dir, Version: "0.0.0",
-		AfterCommit: func(_ string, batch []bus.Delivery) {
+		AfterCommit: func(_ string, batch []*bus.Delivery) {
 			if committed.Add(int64(len(batch))) >= int64(n) {
 				once.Do(func() { close(allDone) })
 			}
@@ -92,7 +92,7 @@ func benchEvents(n int) (*Report, error) {
 				now := time.Now()
 				latMu.Lock()
 				for _, d := range batch {
-					if ns, err := strconv.ParseInt(d.Header[headerSent], 10, 64); err == nil {
+					if ns, err := strconv.ParseInt(d.HeaderValue(headerSent), 10, 64); err == nil {
 						lat = append(lat, now.Sub(time.Unix(0, ns)))
 					}
 				}

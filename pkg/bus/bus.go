@@ -1,7 +1,8 @@
 // Package bus connects a lifeboat process to NATS JetStream: an embedded
 // server by default, or an external cluster. It provisions the three streams
-// of DESIGN §2 and carries events through Watermill publishers and
-// subscribers (see watermill.go).
+// of DESIGN §2 and carries events through its own thin publisher and
+// subscriber over nats.go's jetstream package (see jetstream.go, which also
+// says why not Watermill).
 package bus
 
 import (

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"lifeboat.dev/events"
@@ -107,7 +106,7 @@ func TestClusterComesUpLate(t *testing.T) {
 	b.Close()
 }
 
-func TestWatermillAdapterAcksAndRedeliversNacked(t *testing.T) {
+func TestSubscriberAcksAndRedeliversNaked(t *testing.T) {
 	_, b := bustest.Embedded(t)
 	pub := bus.NewPublisher(b.JS)
 	cfg := bus.NewConsumerConfig("sync")
@@ -123,41 +122,48 @@ func TestWatermillAdapterAcksAndRedeliversNacked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(env.Subject, env.Message()); err != nil {
+	if err := pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
 	// The same id again is dropped by JetStream's duplicate window.
-	if err := pub.Publish(env.Subject, env.Message()); err != nil {
+	if err := pub.Publish(ctx, env); err != nil {
 		t.Fatal(err)
 	}
-	next := func() *message.Message {
+	next := func() *bus.Delivery {
 		select {
-		case m := <-ch:
-			return m
+		case d := <-ch:
+			return d
 		case <-time.After(5 * time.Second):
 			t.Fatal("no message")
 			return nil
 		}
 	}
-	m := next()
-	d := bus.DeliveryOf(m)
+	d := next()
 	if d.ID != env.ID || d.Subject != env.Subject || d.Delivered != 1 || d.StreamSeq != 1 || string(d.Body) != string(env.Body) {
-		t.Fatalf("delivery %+v", d)
+		t.Fatalf("delivery %+v", d.Message)
 	}
-	m.Nack()
-	m = next()
-	if d := bus.DeliveryOf(m); d.ID != env.ID || d.Delivered != 2 {
-		t.Fatalf("redelivery %+v, want the same message, delivery 2", d)
+	d.Nak()
+	d = next()
+	if d.ID != env.ID || d.Delivered != 2 {
+		t.Fatalf("redelivery %+v, want the same message, delivery 2", d.Message)
 	}
-	m.Ack()
-	select {
-	case m := <-ch:
-		t.Fatalf("unexpected message %s (the duplicate should have been dropped)", m.UUID)
-	case <-time.After(300 * time.Millisecond):
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// A sentinel published after the duplicate comes next: had the
+	// duplicate been stored, it would come first.
+	sentinel, err := bus.NewEnvelope(ctx, "test", &events.HostUp{Host: "sentinel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(); d.ID != sentinel.ID || d.StreamSeq != 2 {
+		t.Fatalf("got %s (stream seq %d), want the sentinel at seq 2: the duplicate was not dropped", d.ID, d.StreamSeq)
 	}
 	cancel()
 	sub.Close()
-	if _, ok := <-ch; ok {
-		t.Fatal("channel still open after Close")
+	for range ch {
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
 	"lifeboat.dev/events"
@@ -31,17 +29,6 @@ const (
 	HeaderDLQStreamSeq = "Lifeboat-Dlq-Stream-Seq"
 	HeaderDLQConsumer  = "Lifeboat-Dlq-Consumer"
 	HeaderDLQDelivered = "Lifeboat-Dlq-Delivered"
-)
-
-// Metadata keys the subscriber adds to every Watermill message; they come
-// from JetStream, not from the publisher, so they start with an underscore
-// and are never copied into published headers.
-const (
-	MetaSubject   = "_subject"
-	MetaStreamSeq = "_stream_seq"
-	MetaDelivered = "_delivered"
-	MetaStream    = "_stream"
-	MetaTimestamp = "_timestamp"
 )
 
 // Envelope is one event or command ready to publish: its subject, its
@@ -101,17 +88,6 @@ func NewRawEnvelope(ctx context.Context, source, ceType, subject string, body []
 	return Envelope{ID: id, Subject: subject, Header: h, Body: body}
 }
 
-// Message turns the envelope into a Watermill message for a Publisher.
-func (e Envelope) Message() *message.Message {
-	m := message.NewMessage(e.ID, e.Body)
-	for k, v := range e.Header {
-		if len(v) > 0 {
-			m.Metadata.Set(k, v[0])
-		}
-	}
-	return m
-}
-
 // newID returns a time-ordered UUID (v7), so ids sort by creation.
 func newID() string {
 	id, err := uuid.NewV7()
@@ -119,34 +95,4 @@ func newID() string {
 		return uuid.NewString()
 	}
 	return id.String()
-}
-
-// Delivery is a consumed message as a handler sees it.
-type Delivery struct {
-	// ID is the CloudEvents id, or "<stream>-<seq>" for a header-less message
-	// published by an outside client.
-	ID        string
-	Subject   string
-	Stream    string
-	StreamSeq uint64
-	Delivered uint64 // how many times JetStream delivered it, from 1
-	Header    map[string]string
-	Body      []byte
-	Msg       *message.Message
-}
-
-// DeliveryOf reads what the Subscriber put in a Watermill message's metadata.
-func DeliveryOf(m *message.Message) Delivery {
-	seq, _ := strconv.ParseUint(m.Metadata.Get(MetaStreamSeq), 10, 64)
-	n, _ := strconv.ParseUint(m.Metadata.Get(MetaDelivered), 10, 64)
-	return Delivery{
-		ID:        m.UUID,
-		Subject:   m.Metadata.Get(MetaSubject),
-		Stream:    m.Metadata.Get(MetaStream),
-		StreamSeq: seq,
-		Delivered: n,
-		Header:    m.Metadata,
-		Body:      m.Payload,
-		Msg:       m,
-	}
 }

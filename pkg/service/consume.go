@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/internal/faults"
@@ -34,8 +32,8 @@ var outcomeNames = [...]string{telemetry.OutcomeOK, telemetry.OutcomeDuplicate, 
 // consume reads s's channel until ctx ends, committing greedy batches: it
 // waits for one message, takes whatever else is already waiting up to the
 // batch size, and applies them in one transaction.
-func (rt *Runtime) consume(ctx context.Context, s Subscription, ch <-chan *message.Message) {
-	batch := make([]*message.Message, 0, rt.Deps.BatchSize)
+func (rt *Runtime) consume(ctx context.Context, s Subscription, ch <-chan *bus.Delivery) {
+	batch := make([]*bus.Delivery, 0, rt.Deps.BatchSize)
 	for {
 		batch = batch[:0]
 		select {
@@ -76,7 +74,7 @@ type result struct {
 // that message's failure undoes only its own changes. Failures are rare, so
 // the messages before one are seldom handled twice (and a rolled-back
 // handling leaves nothing but its consumer span).
-func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*message.Message) {
+func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*bus.Delivery) {
 	durable := bus.DurableName(rt.Spec.Name, s.Subject)
 	b, results, err := rt.applyBatch(ctx, s, durable, msgs, true)
 	if errors.Is(err, store.ErrPoisoned) {
@@ -85,7 +83,7 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*mess
 	if err != nil {
 		rt.Logger.Error("cannot begin a transaction; messages will be redelivered", slog.String("error", err.Error()))
 		for _, m := range msgs {
-			m.Nack()
+			m.Nak()
 		}
 		return
 	}
@@ -93,7 +91,7 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*mess
 		rt.Logger.Error("commit failed; the batch will be redelivered", slog.String("error", err.Error()))
 		for i, m := range msgs {
 			if results[i].outcome != outcomeDeadLetter {
-				m.Nack()
+				m.Nak()
 				continue
 			}
 			rt.deadLetter(ctx, durable, m, results[i])
@@ -102,22 +100,20 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*mess
 	}
 	faults.Point("service.after-commit")
 	if rt.Deps.AfterCommit != nil {
-		ds := make([]bus.Delivery, len(msgs))
-		for i, m := range msgs {
-			ds[i] = bus.DeliveryOf(m)
-		}
-		rt.Deps.AfterCommit(rt.Spec.Name, ds)
+		rt.Deps.AfterCommit(rt.Spec.Name, msgs)
 	}
 	for i, m := range msgs {
 		r := results[i]
 		if rt.Deps.Telemetry != nil {
-			rt.Deps.Telemetry.Handled(rt.Spec.Name, m.Metadata.Get(bus.MetaSubject), outcomeNames[r.outcome])
+			rt.Deps.Telemetry.Handled(rt.Spec.Name, m.Subject, outcomeNames[r.outcome])
 		}
 		switch r.outcome {
 		case outcomeAck, outcomeDuplicate:
-			m.Ack()
+			if err := m.Ack(); err != nil {
+				rt.Logger.Warn("ack failed; JetStream will redeliver and the inbox will drop it", slog.String("subject", m.Subject), slog.String("error", err.Error()))
+			}
 		case outcomeRetry:
-			m.Nack()
+			m.Nak()
 		case outcomeDeadLetter:
 			rt.deadLetter(ctx, durable, m, r)
 		}
@@ -127,7 +123,7 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*mess
 // applyBatch applies msgs in a new batch, optimistic or guarded, and
 // returns it uncommitted with each message's outcome. An optimistic batch
 // that a handler failed in is rolled back and store.ErrPoisoned returned.
-func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable string, msgs []*message.Message, optimistic bool) (*store.Batch, []result, error) {
+func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable string, msgs []*bus.Delivery, optimistic bool) (*store.Batch, []result, error) {
 	begin := rt.DB.Begin
 	if optimistic {
 		begin = rt.DB.BeginOptimistic
@@ -148,10 +144,9 @@ func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable strin
 }
 
 // handleOne validates one message and applies it within batch b.
-func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription, durable string, wm *message.Message) (res result) {
-	d := bus.DeliveryOf(wm)
+func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription, durable string, d *bus.Delivery) (res result) {
 	start := time.Now()
-	ctx, span := telemetry.StartConsumerSpan(ctx, headerOf(wm), d.Subject, durable, d.ID)
+	ctx, span := telemetry.StartConsumerSpan(ctx, d.Header, d.Subject, durable, d.ID)
 	defer func() {
 		if res.outcome == outcomeRetry || res.outcome == outcomeDeadLetter {
 			telemetry.RecordError(span, errors.New(res.reason))
@@ -165,7 +160,7 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 	if err != nil {
 		return result{outcomeDeadLetter, err.Error(), classOf(err)}
 	}
-	m := Message{Delivery: d, Type: t, Event: ev}
+	m := Message{Delivery: d.Message, Type: t, Event: ev}
 	var stack []byte // of a panic, logged once the batch is guarded
 	applied, err := b.Apply(ctx, d.ID, d.Subject, func(tx *store.Tx) (err error) {
 		defer func() {
@@ -200,12 +195,12 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 
 // decode finds the message's type from its subject (the ce-type header, when
 // present, must agree) and validates and decodes its body.
-func decode(d bus.Delivery) (events.Type, any, error) {
+func decode(d *bus.Delivery) (events.Type, any, error) {
 	t, ok := events.BySubject(d.Subject)
 	if !ok {
 		return t, nil, &errClass{classUnknownType, fmt.Errorf("unknown type: subject %q is not in the events catalog", d.Subject)}
 	}
-	if ce := d.Header[bus.HeaderType]; ce != "" && ce != t.CEType {
+	if ce := d.HeaderValue(bus.HeaderType); ce != "" && ce != t.CEType {
 		return t, nil, &errClass{classTypeMismatch, fmt.Errorf("ce-type %q does not match subject %q (want %q)", ce, d.Subject, t.CEType)}
 	}
 	ev, err := events.Decode(t, d.Body)
@@ -215,35 +210,39 @@ func decode(d bus.Delivery) (events.Type, any, error) {
 	return t, ev, nil
 }
 
-// deadLetter publishes a copy of m to lifeboat.dlq.<service> with the reason
-// in a header, and acks m only once JetStream holds the copy: a dead letter
+// deadLetter publishes a copy of d to lifeboat.dlq.<service> with the reason
+// in a header, and acks d only once JetStream holds the copy: a dead letter
 // is never lost.
-func (rt *Runtime) deadLetter(ctx context.Context, durable string, m *message.Message, r result) {
+func (rt *Runtime) deadLetter(ctx context.Context, durable string, d *bus.Delivery, r result) {
 	reason := r.reason
-	d := bus.DeliveryOf(m)
-	dl := message.NewMessage("dlq-"+rt.Spec.Name+"-"+d.Stream+"-"+strconv.FormatUint(d.StreamSeq, 10), m.Payload)
-	for k, v := range m.Metadata {
-		dl.Metadata.Set(k, v)
+	h := make(map[string][]string, len(d.Header)+5)
+	for k, v := range d.Header {
+		h[k] = v
 	}
-	dl.Metadata.Set(bus.HeaderDLQReason, reason)
-	dl.Metadata.Set(bus.HeaderDLQSubject, d.Subject)
-	dl.Metadata.Set(bus.HeaderDLQStreamSeq, strconv.FormatUint(d.StreamSeq, 10))
-	dl.Metadata.Set(bus.HeaderDLQConsumer, durable)
-	dl.Metadata.Set(bus.HeaderDLQDelivered, strconv.FormatUint(d.Delivered, 10))
-	dl.SetContext(ctx)
-	if err := rt.Publisher.Publish(events.DLQSubject(rt.Spec.Name), dl); err != nil {
-		rt.Logger.Error("dead-letter publish failed; the message will be redelivered", slog.String("subject", d.Subject), slog.String("error", err.Error()))
-		m.Nack()
+	set := func(k, v string) { h[k] = []string{v} }
+	set(bus.HeaderDLQReason, reason)
+	set(bus.HeaderDLQSubject, d.Subject)
+	set(bus.HeaderDLQStreamSeq, strconv.FormatUint(d.StreamSeq, 10))
+	set(bus.HeaderDLQConsumer, durable)
+	set(bus.HeaderDLQDelivered, strconv.FormatUint(d.Delivered, 10))
+	id := "dlq-" + rt.Spec.Name + "-" + d.Stream + "-" + strconv.FormatUint(d.StreamSeq, 10)
+	set(bus.HeaderMsgID, id)
+	dl := bus.Envelope{ID: id, Subject: events.DLQSubject(rt.Spec.Name), Header: h, Body: d.Body}
+	if err := rt.Publisher.Publish(ctx, dl); err != nil {
+		rt.Logger.ErrorContext(ctx, "dead-letter publish failed; the message will be redelivered", slog.String("subject", d.Subject), slog.String("error", err.Error()))
+		d.Nak()
 		return
 	}
-	rt.Logger.Warn("message dead-lettered", slog.String("subject", d.Subject), slog.String("id", d.ID), slog.String("reason", reason))
+	rt.Logger.WarnContext(ctx, "message dead-lettered", slog.String("subject", d.Subject), slog.String("id", d.ID), slog.String("reason", reason))
 	rt.mu.Lock()
 	rt.dead++
 	rt.mu.Unlock()
 	if rt.Deps.Telemetry != nil {
 		rt.Deps.Telemetry.DeadLetters.WithLabelValues(rt.Spec.Name, r.class).Inc()
 	}
-	m.Ack()
+	if err := d.Ack(); err != nil {
+		rt.Logger.WarnContext(ctx, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again under the same id", slog.String("error", err.Error()))
+	}
 }
 
 // Dead-letter classes: the bounded label set of the dead-letter metric.
@@ -274,12 +273,4 @@ func classOf(err error) string {
 	default:
 		return classSchema
 	}
-}
-
-func headerOf(m *message.Message) map[string][]string {
-	h := make(map[string][]string, len(m.Metadata))
-	for k, v := range m.Metadata {
-		h[k] = []string{v}
-	}
-	return h
 }

@@ -29,7 +29,7 @@ import (
 
 // Delivery is a consumed message as a handler sees it: its id, subject,
 // place in the stream, delivery count and headers.
-type Delivery = bus.Delivery
+type Delivery = bus.Message
 
 // Message is a consumed, validated event or command.
 type Message struct {
@@ -155,7 +155,7 @@ type Deps struct {
 	// AfterCommit, when set, is called with each batch's deliveries once
 	// the batch is durable and before it is acked (latency measurement,
 	// tests).
-	AfterCommit func(service string, batch []bus.Delivery)
+	AfterCommit func(service string, batch []*bus.Delivery)
 	// Owns says whether this process runs a queued job with the given
 	// owner; nil runs the jobs owned by no one in particular ("") and by
 	// this host (OwnerHost). The cluster adds leaders' jobs.

@@ -41,9 +41,9 @@ type testService struct {
 
 func (ts *testService) spec() service.Spec {
 	return service.Spec{
-		Name:        "job-tracker", // any catalog service name; the database is the test's
-		Description: "test skeleton",
-		Migrations:  testMigrations,
+		Name:          "job-tracker", // any catalog service name; the database is the test's
+		Description:   "test skeleton",
+		Migrations:    testMigrations,
 		Subscriptions: []service.Subscription{service.On(ts.handleHostDown)},
 	}
 }

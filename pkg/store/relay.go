@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
+	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/internal/faults"
 	"lifeboat.dev/pkg/store/internal/db"
 )
@@ -19,7 +18,7 @@ import (
 // stream's duplicate window and the consumers' inboxes drop the copy.
 type Relay struct {
 	db     *DB
-	pub    message.Publisher
+	pub    *bus.Publisher
 	logger *slog.Logger
 	// Batch is how many rows are published per round trip.
 	Batch int
@@ -34,7 +33,7 @@ type Relay struct {
 }
 
 // NewRelay returns a relay for d's outbox.
-func NewRelay(d *DB, pub message.Publisher, logger *slog.Logger) *Relay {
+func NewRelay(d *DB, pub *bus.Publisher, logger *slog.Logger) *Relay {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -96,30 +95,23 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 		if len(rows) == 0 {
 			return total, nil
 		}
-		// Publish runs of the same subject together, in outbox order.
-		for start := 0; start < len(rows); {
-			end := start + 1
-			for end < len(rows) && rows[end].Subject == rows[start].Subject {
-				end++
+		envs := make([]bus.Envelope, 0, len(rows))
+		for _, row := range rows {
+			var h map[string][]string
+			if err := json.Unmarshal([]byte(row.Headers), &h); err != nil {
+				return total, fmt.Errorf("outbox: row %d (%s) has unreadable headers: %w", row.Seq, row.ID, err)
 			}
-			msgs := make([]*message.Message, 0, end-start)
-			for _, row := range rows[start:end] {
-				m, err := rowMessage(ctx, row)
-				if err != nil {
-					return total, err
-				}
-				msgs = append(msgs, m)
-			}
-			if err := r.pub.Publish(rows[start].Subject, msgs...); err != nil {
-				return total, err
-			}
-			faults.Point("store.relay.after-puback")
-			if err := r.remove(ctx, rows[start:end]); err != nil {
-				return total, err
-			}
-			total += end - start
-			start = end
+			envs = append(envs, bus.Envelope{ID: row.ID, Subject: row.Subject, Header: h, Body: row.Body})
 		}
+		// In outbox order; the acks are awaited together.
+		if err := r.pub.Publish(ctx, envs...); err != nil {
+			return total, err
+		}
+		faults.Point("store.relay.after-puback")
+		if err := r.remove(ctx, rows); err != nil {
+			return total, err
+		}
+		total += len(rows)
 	}
 }
 
@@ -139,21 +131,6 @@ func (r *Relay) remove(ctx context.Context, rows []db.Outbox) error {
 		return fmt.Errorf("outbox: remove: %w", err)
 	}
 	return nil
-}
-
-func rowMessage(ctx context.Context, row db.Outbox) (*message.Message, error) {
-	var h map[string][]string
-	if err := json.Unmarshal([]byte(row.Headers), &h); err != nil {
-		return nil, fmt.Errorf("outbox: row %d (%s) has unreadable headers: %w", row.Seq, row.ID, err)
-	}
-	m := message.NewMessage(row.ID, row.Body)
-	for k, v := range h {
-		if len(v) > 0 {
-			m.Metadata.Set(k, v[0])
-		}
-	}
-	m.SetContext(ctx)
-	return m, nil
 }
 
 // Pending counts the rows waiting in the outbox.
