@@ -96,7 +96,7 @@ func TestCrashLosesNothingAndAppliesNothingTwice(t *testing.T) {
 				}
 				return nil
 			})
-			time.Sleep(300 * time.Millisecond)
+			waitSettled(t, b.JS, data)
 			hosts := appliedHosts(t, data)
 			sort.Strings(hosts)
 			for i, h := range hosts {

@@ -108,6 +108,41 @@ func appliedHosts(t *testing.T, dataDir string) []string {
 	return out
 }
 
+// waitSettled waits until the skeleton's consumer has nothing pending or
+// unacknowledged and its outbox in dataDir is empty: from then on nothing
+// can be applied or emitted again.
+func waitSettled(t *testing.T, js jetstream.JetStream, dataDir string) {
+	t.Helper()
+	bustest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, events.StreamEvents, bus.DurableName("job-tracker", "lifeboat.event.host.down"))
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+			return fmt.Errorf("consumer: %d pending, %d unacknowledged, %d redelivered", info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		db, err := sql.Open("sqlite", "file:"+service.DBPath(dataDir, "job-tracker")+"?mode=ro")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM outbox`).Scan(&n); err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%d events still in the outbox", n)
+		}
+		return nil
+	})
+}
+
 // streamMessages returns the bodies on subject in stream.
 func streamMessages(t *testing.T, js jetstream.JetStream, stream, subject string) []jetstream.Msg {
 	t.Helper()
@@ -177,8 +212,9 @@ func TestEventChangesStateAndEmitsOnce(t *testing.T) {
 		}
 		return nil
 	})
-	// Give a wrongly repeated application the chance to show.
-	time.Sleep(300 * time.Millisecond)
+	// Nothing is left that could repeat an application: every message is
+	// acked and the outbox is empty.
+	waitSettled(t, b.JS, data)
 	got := appliedHosts(t, data)
 	sort.Strings(got)
 	if want := []string{"flaky", "h1", "plain"}; fmt.Sprint(got) != fmt.Sprint(want) {
