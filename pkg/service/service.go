@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
@@ -259,6 +260,35 @@ func (rt *Runtime) Go(fn func(ctx context.Context) error) bool {
 		}
 	}()
 	return true
+}
+
+// Listen hands every core NATS message on subject (liveness kept off the
+// streams, such as heartbeats) to fn, one at a time on a goroutine of the
+// service, until the service stops. Core NATS does not redeliver: a
+// message fn fails on is logged and dropped.
+func (rt *Runtime) Listen(subject string, fn func(ctx context.Context, m bus.Message) error) error {
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := rt.Deps.Bus.NC.ChanSubscribe(subject, msgs)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", subject, err)
+	}
+	ok := rt.Go(func(ctx context.Context) error {
+		defer func() { _ = sub.Unsubscribe() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case m := <-msgs:
+				if err := fn(ctx, bus.Message{Subject: m.Subject, Header: m.Header, Body: m.Data}); err != nil && ctx.Err() == nil {
+					rt.Logger.WarnContext(ctx, "message dropped", slog.String("subject", m.Subject), slog.String("error", err.Error()))
+				}
+			}
+		}
+	})
+	if !ok {
+		_ = sub.Unsubscribe()
+	}
+	return nil
 }
 
 // enter counts a goroutine or call in, unless shutdown has begun.

@@ -13,10 +13,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
@@ -31,7 +29,8 @@ const Name = events.ServiceVolumeMonitor
 
 // Service is the volume-monitor.
 type Service struct {
-	rt *service.Runtime
+	rt        *service.Runtime
+	heartbeat events.Type
 }
 
 // Spec describes the service to the runtime.
@@ -45,15 +44,24 @@ func Spec() (service.Spec, error) {
 		Name:        Name,
 		Description: "Lifeboat volume-monitor: host liveness from heartbeats, volume usage",
 		Migrations:  migrations,
-		Init:        func(_ context.Context, rt *service.Runtime) error { s.rt = rt; return nil },
+		Init:        s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleHostDown),
 			service.On(s.handleHostUp),
 		},
 		Endpoints: []service.Endpoint{{Name: "hosts", Handler: s.hostsEndpoint}},
 		Status:    s.status,
-		Run:       s.watchHeartbeats,
 	}, nil
+}
+
+func (s *Service) init(_ context.Context, rt *service.Runtime) error {
+	s.rt = rt
+	t, ok := events.BySubject(events.HeartbeatSubject("any"))
+	if !ok {
+		return fmt.Errorf("heartbeats: %s is not in the events catalog", events.HeartbeatSubject("any"))
+	}
+	s.heartbeat = t
+	return rt.Listen(events.HeartbeatSubject("*"), s.recordHeartbeat)
 }
 
 func (s *Service) handleHostDown(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
@@ -74,38 +82,28 @@ func setState(ctx context.Context, tx *store.Tx, host, state, reason, by string,
 	})
 }
 
-// watchHeartbeats records every host's heartbeats until ctx ends.
-func (s *Service) watchHeartbeats(ctx context.Context) error {
-	beats := make(chan *nats.Msg, 1024)
-	sub, err := s.rt.Deps.Bus.NC.ChanSubscribe(events.HeartbeatSubject("*"), beats)
+// recordHeartbeat records a host's heartbeat (core NATS, not the events
+// stream: liveness at a high rate stays off the log).
+func (s *Service) recordHeartbeat(ctx context.Context, m service.Delivery) error {
+	v, err := events.Decode(s.heartbeat, m.Body)
 	if err != nil {
-		return fmt.Errorf("heartbeats: %w", err)
+		return fmt.Errorf("malformed heartbeat ignored: %w", err)
 	}
-	defer sub.Unsubscribe()
-	t, _ := events.BySubject(events.HeartbeatSubject("any"))
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-beats:
-			v, err := events.Decode(t, m.Data)
-			if err != nil {
-				s.rt.Logger.Warn("ignoring a malformed heartbeat", slog.String("subject", m.Subject), slog.String("error", err.Error()))
-				continue
-			}
-			hb := v.(*events.HostHeartbeat)
-			services, _ := json.Marshal(hb.Services)
-			err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
-				return db.New(tx).HostSeen(ctx, db.HostSeenParams{
-					Host: hb.Host, Address: hb.Address, Services: string(services),
-					LastSeen: sql.NullInt64{Int64: hb.SentAt.UnixMilli(), Valid: true}, StateSince: time.Now().UnixMilli(),
-				})
-			})
-			if err != nil && ctx.Err() == nil {
-				s.rt.Logger.Warn("heartbeat not recorded", slog.String("host", hb.Host), slog.String("error", err.Error()))
-			}
-		}
+	hb := v.(*events.HostHeartbeat)
+	services, err := json.Marshal(hb.Services)
+	if err != nil {
+		return fmt.Errorf("heartbeat of %s: %w", hb.Host, err)
 	}
+	err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+		return db.New(tx).HostSeen(ctx, db.HostSeenParams{
+			Host: hb.Host, Address: hb.Address, Services: string(services),
+			LastSeen: sql.NullInt64{Int64: hb.SentAt.UnixMilli(), Valid: true}, StateSince: time.Now().UnixMilli(),
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat of %s not recorded: %w", hb.Host, err)
+	}
+	return nil
 }
 
 // Host is one host as the API shows it.
@@ -129,7 +127,9 @@ func (s *Service) Hosts(ctx context.Context) ([]Host, error) {
 	out := make([]Host, 0, len(rows))
 	for _, r := range rows {
 		h := Host{Host: r.Host, Address: r.Address, State: r.State, StateSince: time.UnixMilli(r.StateSince).UTC(), Reason: r.Reason, DetectedBy: r.DetectedBy}
-		_ = json.Unmarshal([]byte(r.Services), &h.Services)
+		if err := json.Unmarshal([]byte(r.Services), &h.Services); err != nil {
+			return nil, fmt.Errorf("host %s: stored services unreadable: %w", r.Host, err)
+		}
 		if r.LastSeen.Valid {
 			ls := time.UnixMilli(r.LastSeen.Int64).UTC()
 			h.LastSeen = &ls
@@ -140,7 +140,7 @@ func (s *Service) Hosts(ctx context.Context) ([]Host, error) {
 }
 
 func (s *Service) hostsEndpoint(req micro.Request) {
-	hosts, err := s.Hosts(context.Background())
+	hosts, err := s.Hosts(s.rt.Context())
 	service.RespondJSON(req, hosts, err)
 }
 
