@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +44,12 @@ type Options struct {
 	// TLS for an external cluster: CA to verify the servers, and a client
 	// certificate and key when the servers require one.
 	TLSCA, TLSCert, TLSKey string
-	// Replicas of each stream: 1 embedded, 3 in a cluster.
+	// Cluster makes the embedded server one node of a NATS cluster over
+	// routes, JetStream clustered (empty Listen: a single node).
+	Cluster ClusterOptions
+	// Replicas of each stream: 1 for a single embedded node, min(3, nodes)
+	// for an embedded cluster, 3 for an external one (see
+	// DefaultReplicas).
 	Replicas int
 	// DedupeWindow is JetStream's duplicate window on LIFEBOAT_EVENTS and
 	// LIFEBOAT_COMMANDS: a Nats-Msg-Id seen within it is dropped.
@@ -55,6 +62,46 @@ type Options struct {
 	ClientName string
 	// Logger receives connection and server messages.
 	Logger *slog.Logger
+}
+
+// ClusterOptions join the embedded server to other lifeboat hosts' nodes.
+type ClusterOptions struct {
+	// Name of the cluster; every node's must match. Default "lifeboat".
+	Name string
+	// Listen is this node's route address (host:port).
+	Listen string
+	// Peers are the other nodes' route addresses; this node's own Listen
+	// may be among them (every host can be given the same list).
+	Peers []string
+}
+
+// Nodes is how many nodes the cluster is declared with, this one included.
+func (c ClusterOptions) Nodes() int {
+	if c.Listen == "" {
+		return 1
+	}
+	return 1 + len(c.otherPeers())
+}
+
+// otherPeers are the peers without this node's own address.
+func (c ClusterOptions) otherPeers() []string {
+	var out []string
+	for _, p := range c.Peers {
+		if p != c.Listen && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// DefaultReplicas is the replication of streams and buckets when the
+// configuration does not say: 3 on an external cluster, min(3, nodes) on
+// an embedded one, 1 on a single node.
+func DefaultReplicas(o Options) int {
+	if len(o.URLs) > 0 {
+		return 3
+	}
+	return min(3, o.Cluster.Nodes())
 }
 
 // NewOptions returns the defaults: an embedded server on 127.0.0.1:4222.
@@ -155,15 +202,34 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 	if port != server.RANDOM_PORT {
 		// nats-server only logs a failed bind; check first so the operator
 		// is told which port is taken and how to change it.
-		l, err := net.Listen("tcp", opts.Listen)
-		if err != nil {
+		if err := portFree(opts.Listen); err != nil {
 			return nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
 		}
-		l.Close()
 	}
 	name := opts.ServerName
 	if name == "" {
 		name, _ = os.Hostname()
+	}
+	var cluster server.ClusterOpts
+	var routes []*url.URL
+	if c := opts.Cluster; c.Listen != "" {
+		chost, cport, err := splitPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: cluster listen address %q: %w (want host:port, e.g. 10.0.0.1:6222; set it with --cluster-listen or nats.cluster.listen)", c.Listen, err)
+		}
+		if err := portFree(c.Listen); err != nil {
+			return nil, fmt.Errorf("bus: embedded NATS cannot listen for its cluster on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --cluster-listen (or nats.cluster.listen in the config)", c.Listen, err)
+		}
+		cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport}
+		if cluster.Name == "" {
+			cluster.Name = "lifeboat"
+		}
+		for _, p := range c.otherPeers() {
+			if _, _, err := splitPort(p); err != nil {
+				return nil, fmt.Errorf("bus: cluster peer %q: %w (want host:port of a peer's --cluster-listen; set them with --peers or nats.cluster.peers)", p, err)
+			}
+			routes = append(routes, &url.URL{Scheme: "nats-route", Host: p})
+		}
 	}
 	sopts := &server.Options{
 		ServerName: name,
@@ -172,6 +238,10 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 		JetStream:  true,
 		StoreDir:   filepath.Join(opts.DataDir, "nats"),
 		NoSigs:     true,
+		// Routes to peers that are down or do not resolve yet are retried
+		// by the server for as long as it runs, each failure logged.
+		Cluster: cluster,
+		Routes:  routes,
 		// Keep lifeboat's streams within what one machine can hold.
 		JetStreamMaxStore:  -1,
 		JetStreamMaxMemory: -1,
@@ -187,6 +257,28 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 		return nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
 	}
 	return ns, nil
+}
+
+// splitPort splits host:port with a numeric port.
+func splitPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	return host, port, nil
+}
+
+// portFree says why addr cannot be listened on, if it cannot.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }
 
 // dial connects to urls, retrying with exponential backoff (up to 30 s

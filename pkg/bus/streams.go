@@ -2,8 +2,12 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"lifeboat.dev/events"
@@ -45,14 +49,92 @@ func StreamConfigs(opts Options) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the streams or brings them to the configured shape.
+// EnsureStreams creates the streams or brings them to the configured shape
+// (so it also raises their replicas once the cluster has grown). It is
+// idempotent. A cluster that is forming cannot take them yet — it elects
+// its JetStream meta leader first, and a stream cannot have more replicas
+// than nodes have joined — so those failures are retried, saying every few
+// seconds what is awaited, until ctx ends.
 func (b *Bus) EnsureStreams(ctx context.Context) error {
 	for _, cfg := range StreamConfigs(b.opts) {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("bus: stream %s (replicas %d): %w", cfg.Name, cfg.Replicas, err)
+		if err := b.retryForming(ctx, fmt.Sprintf("stream %s (replicas %d)", cfg.Name, cfg.Replicas), func(ctx context.Context) error {
+			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// retryForming runs op until it succeeds, retrying the failures of a
+// cluster that is still forming with backoff, and logging what is awaited
+// every few seconds.
+func (b *Bus) retryForming(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	wait, said := 100*time.Millisecond, time.Now()
+	for {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(octx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !forming(err) {
+			return fmt.Errorf("bus: %s: %w", what, err)
+		}
+		if time.Since(said) >= 3*time.Second {
+			said = time.Now()
+			b.opts.Logger.Warn("waiting for the JetStream cluster: "+b.clusterState(), slog.String("for", what), slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: %s: gave up waiting for the JetStream cluster (%s): %w", what, b.clusterState(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// forming says whether err is what a cluster that is still forming answers.
+func forming(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10005, // no suitable peers for placement: fewer nodes than replicas so far
+			10008, // JetStream system temporarily unavailable: no meta leader yet
+			10009, // JetStream cluster can not handle request: leader changing
+			10023, // insufficient resources: fewer nodes than replicas so far
+			10039, // JetStream not enabled for account: not yet
+			10076: // JetStream not enabled: not yet
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// clusterState says, for a log line, what the embedded node sees of its
+// cluster.
+func (b *Bus) clusterState() string {
+	if b.Server == nil {
+		return "an external cluster; check that a majority of its nodes run"
+	}
+	want := b.opts.Cluster.Nodes()
+	if want == 1 {
+		return "a single node"
+	}
+	peers := map[string]bool{}
+	if rz, err := b.Server.Routez(nil); err == nil {
+		for _, r := range rz.Routes {
+			peers[r.RemoteName] = true
+		}
+	}
+	meta := "no JetStream meta leader yet"
+	if b.Server.JetStreamIsCurrent() {
+		meta = "JetStream meta group current"
+	}
+	return fmt.Sprintf("%d of %d peers connected, %s; every peer must run lifeboat up with --cluster-listen and --peers naming the others", len(peers), want-1, meta)
 }
 
 // StreamFor names the stream that holds subject.

@@ -6,7 +6,6 @@ package bustest
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // Server starts one embedded JetStream server on a random loopback port,
@@ -44,7 +44,7 @@ func Connect(t testing.TB, replicas int, urls ...string) *bus.Bus {
 	var err error
 	// A fresh cluster elects its meta leader shortly after start; stream
 	// creation waits for it.
-	WaitFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		b, err = bus.Connect(ctx, opts)
 		return err
 	})
@@ -70,7 +70,7 @@ type Cluster struct {
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
-	ports := freePorts(t, 3)
+	ports := testtool.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
@@ -103,7 +103,7 @@ func StartCluster(t testing.TB) *Cluster {
 			}
 		}
 	})
-	WaitFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		for _, s := range c.Servers {
 			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("%s: JetStream not current yet", s.Name())
@@ -150,36 +150,20 @@ func (c *Cluster) Restart(i int) {
 	c.Servers[i] = c.start(o)
 }
 
-// WaitFor polls cond every poll until it returns nil or timeout passes.
-func WaitFor(t testing.TB, timeout, poll time.Duration, cond func() error) {
+// WaitFor is testtool.WaitFor, kept for the callers that still pass a poll
+// interval, which is ignored: the kit's interval starts at a millisecond
+// and grows.
+//
+// Deprecated: use testtool.WaitFor(t, timeout, cond).
+func WaitFor(t testing.TB, timeout, _ time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met in %s: %v", timeout, err)
-		}
-		time.Sleep(poll)
-	}
+	testtool.WaitFor(t, timeout, cond)
 }
 
-func freePorts(t testing.TB, n int) []int {
+// FreePorts is testtool.FreePorts.
+//
+// Deprecated: use testtool.FreePorts.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
+	return testtool.FreePorts(t, n)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
 	dnsupdater "lifeboat.dev/services/dns-updater"
@@ -56,9 +57,19 @@ type NATSConfig struct {
 		Cert string `yaml:"cert"`
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
-	// Replicas of each stream: 1 embedded; 3 (or 5) in a cluster.
+	// Cluster joins the embedded server to the other hosts' nodes.
+	Cluster ClusterConfig `yaml:"cluster"`
+	// Replicas of each stream: 1 on a single embedded node, min(3, nodes)
+	// on an embedded cluster, 3 on an external one.
 	Replicas     int           `yaml:"replicas"`
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
+}
+
+// ClusterConfig is nats.cluster: the embedded node's routes to its peers.
+type ClusterConfig struct {
+	Name   string   `yaml:"name"`
+	Listen string   `yaml:"listen"`
+	Peers  []string `yaml:"peers"`
 }
 
 // defaultConfig is what `lifeboat up` runs with no file and no flags.
@@ -119,16 +130,28 @@ func (cfg *Config) validate(f *config.File) error {
 			return f.Errorf("nats.listen", "%q is not host:port (e.g. 127.0.0.1:4222)", cfg.NATS.Listen)
 		}
 	}
+	cl := cfg.NATS.Cluster
+	if cl.Listen != "" || len(cl.Peers) > 0 {
+		if len(cfg.NATS.URLs) > 0 {
+			return f.Errorf("nats.cluster", "an embedded cluster and an external one (nats.urls) exclude each other: drop one")
+		}
+		if _, _, err := net.SplitHostPort(cl.Listen); err != nil {
+			return f.Errorf("nats.cluster.listen", "%q is not host:port (e.g. 10.0.0.1:6222); a cluster needs this node's route address (--cluster-listen)", cl.Listen)
+		}
+		for i, p := range cl.Peers {
+			if _, _, err := net.SplitHostPort(p); err != nil {
+				return f.Errorf(fmt.Sprintf("nats.cluster.peers[%d]", i), "%q is not host:port of a peer's cluster address (e.g. 10.0.0.2:6222)", p)
+			}
+		}
+	}
+	nodes := bus.ClusterOptions{Listen: cl.Listen, Peers: cl.Peers}.Nodes()
 	switch r := cfg.NATS.Replicas; {
 	case r == 0:
-		cfg.NATS.Replicas = 1
-		if len(cfg.NATS.URLs) > 0 {
-			cfg.NATS.Replicas = 3
-		}
+		cfg.NATS.Replicas = bus.DefaultReplicas(bus.Options{URLs: cfg.NATS.URLs, Cluster: bus.ClusterOptions{Listen: cl.Listen, Peers: cl.Peers}})
 	case r < 0 || r > 5:
 		return f.Errorf("nats.replicas", "%d is out of range: use 1 (one server) or 3 (a cluster), at most 5", r)
-	case r > 1 && len(cfg.NATS.URLs) == 0:
-		return f.Errorf("nats.replicas", "%d replicas need an external cluster (nats.urls); the embedded server holds 1", r)
+	case r > nodes && len(cfg.NATS.URLs) == 0:
+		return f.Errorf("nats.replicas", "%d replicas need as many nodes: the embedded cluster declares %d (nats.cluster.peers), or use an external cluster (nats.urls)", r, nodes)
 	}
 	if cfg.NATS.DedupeWindow <= 0 {
 		return f.Errorf("nats.dedupe_window", "must be positive (e.g. 2m)")

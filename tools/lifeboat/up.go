@@ -43,6 +43,7 @@ func noConfig(spec func() (service.Spec, error)) func(Config) (service.Spec, err
 
 type upFlags struct {
 	config, data, target, nats, listen, http, host string
+	clusterName, clusterListen, peers              string
 	creds, nkey, tlsCA, tlsCert, tlsKey            string
 	replicas                                       int
 	logLevel, logFormat                            string
@@ -60,6 +61,7 @@ get 3 replicas. SIGTERM or SIGINT stops taking messages, finishes the ones
 in flight, flushes the outboxes and exits.`,
 		Example: `  lifeboat up
   lifeboat up --config lifeboat.yaml
+  lifeboat up --host hot --cluster-listen 10.0.0.1:6222 --peers 10.0.0.2:6222,10.0.0.3:6222
   lifeboat up --target sync,restore --nats nats://n1:4222,nats://n2:4222,nats://n3:4222`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -83,7 +85,10 @@ in flight, flushes the outboxes and exits.`,
 	f.StringVar(&fl.tlsCA, "nats-tls-ca", "", "CA file to verify the NATS servers")
 	f.StringVar(&fl.tlsCert, "nats-tls-cert", "", "client certificate for NATS")
 	f.StringVar(&fl.tlsKey, "nats-tls-key", "", "client key for NATS")
-	f.IntVar(&fl.replicas, "replicas", 0, "stream replicas (default 1 embedded, 3 with --nats)")
+	f.StringVar(&fl.clusterListen, "cluster-listen", "", "this node's cluster (route) address, host:port: the embedded server joins the other hosts' nodes")
+	f.StringVar(&fl.peers, "peers", "", "the other nodes' cluster addresses, comma-separated (this node's own may be listed too)")
+	f.StringVar(&fl.clusterName, "cluster-name", "", "the NATS cluster's name; every node's must match (default lifeboat)")
+	f.IntVar(&fl.replicas, "replicas", 0, "stream replicas (default 1 embedded, min(3, nodes) in an embedded cluster, 3 with --nats)")
 	f.StringVar(&fl.http, "http", "", "address for /healthz, /readyz, /metrics (default 127.0.0.1:9180)")
 	f.StringVar(&fl.host, "host", "", "this host's identity (default the hostname)")
 	f.StringVar(&fl.logLevel, "log-level", "", "debug, info, warn or error (default info)")
@@ -113,6 +118,11 @@ func (fl *upFlags) resolve(c *cobra.Command) (Config, error) {
 	set("nats-tls-key", &cfg.NATS.TLS.Key, fl.tlsKey)
 	set("log-level", &cfg.Log.Level, fl.logLevel)
 	set("log-format", &cfg.Log.Format, fl.logFormat)
+	set("cluster-listen", &cfg.NATS.Cluster.Listen, fl.clusterListen)
+	set("cluster-name", &cfg.NATS.Cluster.Name, fl.clusterName)
+	if c.Flags().Changed("peers") {
+		cfg.NATS.Cluster.Peers = splitList(fl.peers)
+	}
 	if c.Flags().Changed("target") {
 		cfg.Targets = []string{fl.target}
 	}
@@ -174,6 +184,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	bopts.ServerName = cfg.Host
 	bopts.Credentials, bopts.NKey = cfg.NATS.Credentials, cfg.NATS.NKey
 	bopts.TLSCA, bopts.TLSCert, bopts.TLSKey = cfg.NATS.TLS.CA, cfg.NATS.TLS.Cert, cfg.NATS.TLS.Key
+	bopts.Cluster = bus.ClusterOptions{Name: cfg.NATS.Cluster.Name, Listen: cfg.NATS.Cluster.Listen, Peers: cfg.NATS.Cluster.Peers}
 	bopts.Replicas = cfg.NATS.Replicas
 	bopts.DedupeWindow = cfg.NATS.DedupeWindow
 	bopts.ClientName = "lifeboat " + cfg.Host
