@@ -21,7 +21,7 @@ func Spec() (service.Spec, error) {
 	}
 	return service.Spec{
 		Name:        Name,
-		Description: "Lifeboat job-tracker: tracks the jobs runners report and reconciles them after a disaster (lost, buried, retried, killed)",
+		Description: "Lifeboat job-tracker (skeleton): status only; tracking and reconciling jobs comes with its issue",
 		Migrations:  migrations,
 	}, nil
 }

@@ -21,7 +21,7 @@ func Spec() (service.Spec, error) {
 	}
 	return service.Spec{
 		Name:        Name,
-		Description: "Lifeboat restore: restores an instance's store from a backup, staged or in one step, and fails an instance over to its standby behind a lease",
+		Description: "Lifeboat restore (skeleton): status only; restores and failover come with its issue",
 		Migrations:  migrations,
 	}, nil
 }

@@ -21,7 +21,7 @@ func Spec() (service.Spec, error) {
 	}
 	return service.Spec{
 		Name:        Name,
-		Description: "Lifeboat sync: ships every backup to the plan's targets (another disk, S3, a JetStream object store) and verifies it there",
+		Description: "Lifeboat sync (skeleton): status only; shipping backups to their targets comes with its issue",
 		Migrations:  migrations,
 	}, nil
 }

@@ -42,7 +42,7 @@ func Spec() (service.Spec, error) {
 	s := &Service{}
 	return service.Spec{
 		Name:        Name,
-		Description: "Lifeboat volume-monitor: host liveness from heartbeats, volume usage",
+		Description: "Lifeboat volume-monitor (partial): records heartbeats and HostDown/HostUp in its host table (hosts endpoint); detecting dead hosts and full volumes comes with its issue",
 		Migrations:  migrations,
 		Init:        s.init,
 		Subscriptions: []service.Subscription{
@@ -89,7 +89,10 @@ func (s *Service) recordHeartbeat(ctx context.Context, m service.Delivery) error
 	if err != nil {
 		return fmt.Errorf("malformed heartbeat ignored: %w", err)
 	}
-	hb := v.(*events.HostHeartbeat)
+	hb, ok := v.(*events.HostHeartbeat)
+	if !ok {
+		return fmt.Errorf("heartbeat decoded as %T, not a HostHeartbeat", v)
+	}
 	services, err := json.Marshal(hb.Services)
 	if err != nil {
 		return fmt.Errorf("heartbeat of %s: %w", hb.Host, err)

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service/servicetest"
+	"lifeboat.dev/pkg/store"
 )
 
 // TestHeartbeatsAreRecordedAndMalformedOnesDropped: a heartbeat on core
@@ -53,5 +57,33 @@ func TestHeartbeatsAreRecordedAndMalformedOnesDropped(t *testing.T) {
 	case <-rt.Context().Done():
 		t.Fatal("the service stopped")
 	default:
+	}
+}
+
+// TestUnreadableStoredHostIsReportedNotHidden: a host row whose stored
+// services do not decode makes the hosts endpoint and the status answer an
+// error naming the host, instead of showing the host with no services.
+func TestUnreadableStoredHostIsReportedNotHidden(t *testing.T) {
+	_, b := bustest.Embedded(t)
+	spec, err := Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := servicetest.Start(t, spec, servicetest.Deps(b, t.TempDir()))
+	if err := rt.DB.Update(t.Context(), func(tx *store.Tx) error {
+		_, err := tx.ExecContext(t.Context(), `INSERT INTO hosts (host, services, state_since) VALUES ('h2', 'not json', 0)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, endpoint := range []string{"hosts", "status"} {
+		m, err := b.NC.Request(events.APISubject(Name, endpoint), nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, desc := m.Header.Get(micro.ErrorCodeHeader), m.Header.Get(micro.ErrorHeader)
+		if code != "500" || !strings.Contains(desc, "host h2") || !strings.Contains(desc, "unreadable") {
+			t.Fatalf("%s answered %q %q (%s), want a 500 naming host h2's unreadable services", endpoint, code, desc, m.Data)
+		}
 	}
 }
