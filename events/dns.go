@@ -4,7 +4,8 @@ import "time"
 
 // DNSRecordUpdated says an instance's DNS name now points at a new address
 // and the zone's authoritative servers answer it. dns-updater emits it after
-// an InstanceActivated or a dns-updater.set.
+// an InstanceActivated or a dns-updater.set (then carrying the command's id
+// as request_id).
 type DNSRecordUpdated struct {
 	// Name is the fully qualified name changed, e.g. wr.example.com.
 	Name string `json:"name" jsonschema:"required,minLength=1"`
@@ -30,10 +31,15 @@ type DNSRecordUpdated struct {
 	VerifiedAfter Millis `json:"verified_after_ms,omitempty" jsonschema:"minimum=0"`
 	// UpdatedAt is when the change was verified.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// RequestID is the id of the dns-updater.set command this change
+	// answers; empty for a change that follows a failover.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // DNSUpdateFailed says dns-updater could not change a name, or could not
-// verify the change, after its retries. dns-updater emits it.
+// verify the change, after its retries, or refused it. dns-updater emits
+// it; in answer to a dns-updater.set it carries the command's id as
+// request_id.
 type DNSUpdateFailed struct {
 	// Name is the fully qualified name that was to change.
 	Name string `json:"name" jsonschema:"required,minLength=1"`
@@ -60,4 +66,7 @@ type DNSUpdateFailed struct {
 	Attempts int `json:"attempts,omitempty" jsonschema:"minimum=0"`
 	// FailedAt is when dns-updater gave up.
 	FailedAt time.Time `json:"failed_at,omitzero"`
+	// RequestID is the id of the dns-updater.set command this failure
+	// answers; empty for a change that follows a failover.
+	RequestID string `json:"request_id,omitempty"`
 }
