@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
@@ -13,10 +12,12 @@ import (
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 )
 
-// handleTake records a backup-scheduler.take for the scheduler to carry out
-// (a backup can take long: it is not done inside this transaction). A take
-// of a plan that does not exist or is disabled is answered at once with
-// BackupFailed. The answer carries the command's id as request_id.
+// handleTake queues a backup-scheduler.take as a job of its plan (a backup
+// can take long: it is not taken inside this transaction; runTake takes it
+// and answers). A take of a plan that does not exist, is disabled or cannot
+// be read is answered at once with BackupFailed. The answer carries the
+// command's id as request_id, and the job's id is derived from it, so a
+// redelivered or re-applied command queues one job.
 func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.BackupTake, m service.Delivery) error {
 	kind := cmd.Kind
 	if kind == "" {
@@ -25,15 +26,14 @@ func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.Back
 	fail := func(format string, args ...any) error {
 		_, err := tx.Emit(ctx, &events.BackupFailed{
 			Plan: cmd.Plan, Kind: kind, Host: s.host, Step: "plan",
-			Error: fmt.Sprintf(format, args...), FailedAt: time.Now().UTC(), RequestID: m.ID,
+			Error: fmt.Sprintf(format, args...), FailedAt: s.now().UTC(), RequestID: m.ID,
 		})
 		return err
 	}
 	if kind == events.BackupScheduled {
 		return fail("kind %q is for the schedule's own backups; ask for manual, hash or full", kind)
 	}
-	q := db.New(tx)
-	row, err := q.PlanGet(ctx, cmd.Plan)
+	row, err := db.New(tx).PlanGet(ctx, cmd.Plan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fail("no plan named %q on host %s (lifeboat plan list shows the plans)", cmd.Plan, s.host)
 	}
@@ -42,22 +42,11 @@ func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.Back
 	}
 	p, err := decodePlan(row)
 	if err != nil {
-		return err
+		return fail("%s", err)
 	}
 	if p.Disabled {
 		return fail("plan %s is disabled, so it takes no backups (enable it with `lifeboat plan enable %s`)", p.Name, p.Name)
 	}
-	if err := q.TakeAdd(ctx, db.TakeAddParams{
-		RequestID: m.ID, Plan: p.Name, Kind: string(kind), Reason: cmd.Reason, RequestedAt: time.Now().UnixMilli(),
-	}); err != nil {
-		return fmt.Errorf("takes: %w", err)
-	}
-	// The batch commits after this returns, so this wake-up may come first:
-	// the later ones find the take committed (usually within milliseconds),
-	// and the scheduler's poll (pollEvery) picks it up in any case.
-	s.poke()
-	for _, d := range []time.Duration{20 * time.Millisecond, 200 * time.Millisecond} {
-		time.AfterFunc(d, s.poke)
-	}
-	return nil
+	_, err = tx.Enqueue(ctx, s.job("take:"+m.ID, planJob{Op: opTake, Plan: p.Name, Kind: kind, Reason: cmd.Reason, RequestID: m.ID}))
+	return err
 }

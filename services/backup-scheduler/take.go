@@ -2,14 +2,10 @@ package backupscheduler
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -37,8 +33,9 @@ type result struct {
 	at          time.Time
 }
 
-func failed(kind events.BackupKind, step string, err error) result {
-	return result{kind: kind, step: step, err: err, at: time.Now()}
+// failed is an attempt that failed at step, now.
+func (s *Service) failed(kind events.BackupKind, step string, err error) result {
+	return result{kind: kind, step: step, err: err, at: s.now()}
 }
 
 // kindOf builds the plan's store kind.
@@ -70,13 +67,14 @@ func hookOf(name string, h *Hook) *storekind.Hook {
 
 // takeBackup takes one backup of p with pkg/backup's Write (a temporary
 // directory, fsynced, renamed), running the plan's hooks around the store's
-// dump. On failure it names the step and says what to do; nothing is left
-// under a final name.
-func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind) result {
-	started := time.Now()
+// dump; started (the service's clock) is its taken_at and names it. On
+// failure it names the step and says what to do; nothing is left under a
+// final name.
+func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind, started time.Time) result {
+	t0 := time.Now() // measures how long it took, whatever the service's clock says
 	k, err := s.kindOf(p)
 	if err != nil {
-		return failed(kind, "store", err)
+		return s.failed(kind, "store", err)
 	}
 	pre, post := hookOf("pre", p.Hooks.Pre), hookOf("post", p.Hooks.Post)
 	step := "directory"
@@ -116,17 +114,19 @@ func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind
 	}
 	name, m, err := backup.Write(ctx, p.Directory, m, fill)
 	if err != nil {
-		r := failed(kind, step, explain(err, p))
-		r.took = time.Since(started)
+		r := s.failed(kind, step, explain(err, p))
+		r.took = time.Since(t0)
 		return r
 	}
-	sum, err := fileSHA256(filepath.Join(p.Directory, name, backup.ManifestName))
+	// The backup is written: a shutdown does not cut short reading its
+	// manifest back.
+	sum, _, err := backup.HashFile(context.WithoutCancel(ctx), filepath.Join(p.Directory, name, backup.ManifestName))
 	if err != nil {
 		// The backup is complete; only its announcement lacks the sum. The
 		// catalog rebuild sees it.
-		return failed(kind, "manifest", fmt.Errorf("backup %s was written but its manifest cannot be read back: %w", name, err))
+		return s.failed(kind, "manifest", fmt.Errorf("backup %s was written but its manifest cannot be read back: %w", name, err))
 	}
-	return result{kind: kind, name: name, manifest: m, manifestSum: sum, took: time.Since(started), at: time.Now()}
+	return result{kind: kind, name: name, manifest: m, manifestSum: sum, took: time.Since(t0), at: s.now()}
 }
 
 // explain adds what an operator can do to the errors whose cause the
@@ -144,42 +144,49 @@ func explain(err error, p Plan) error {
 	return err
 }
 
+// fileSHA256 is backup.HashFile's sum, for the catalog's callers.
 func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum, _, err := backup.HashFile(context.Background(), p)
+	return sum, err
 }
 
-// record writes an attempt's outcome in one transaction: the catalog row
-// and the plan's last backup or last error, whatever extra does (the
-// schedule's next slot, the take's removal), and BackupTaken or
-// BackupFailed in the outbox. It runs after the backup is complete on disk,
-// so the event never announces a backup that is not there.
-func (s *Service) record(ctx context.Context, p Plan, r result, requestID string, extra func(q *db.Queries) error) error {
-	ctx = context.WithoutCancel(ctx) // an outcome reached is recorded, even at shutdown
-	err := s.rt.DB.Update(ctx, func(tx *store.Tx) error {
-		q := db.New(tx)
-		if r.err != nil {
-			// No row is updated when the plan does not exist.
-			if err := q.PlanFailed(ctx, db.PlanFailedParams{LastError: r.err.Error(), LastErrorAt: sql.NullInt64{Int64: r.at.UnixMilli(), Valid: true}, Name: p.Name}); err != nil {
-				return err
-			}
-			if err := extra(q); err != nil {
-				return err
-			}
-			_, err := tx.Emit(ctx, &events.BackupFailed{
-				Plan: p.Name, Instance: p.Instance, Kind: r.kind, Host: s.host,
-				Error: r.err.Error(), Step: r.step, FailedAt: r.at.UTC(), RequestID: requestID,
-			})
+// record writes an attempt's outcome in tx, the transaction that removes
+// its job: the catalog row and the plan's last backup or last error, and
+// BackupTaken or BackupFailed in the outbox (with requestID when it
+// answers a take). It runs after the backup is complete on disk, so the
+// event never announces a backup that is not there. A backup whose plan
+// was dropped, or moved to another directory, while it was taken is
+// announced (it exists, in the directory it names) but not cataloged: the
+// catalog is the plan's current directory's.
+func (s *Service) record(ctx context.Context, tx *store.Tx, p Plan, r result, requestID string) error {
+	q := db.New(tx)
+	if r.err != nil {
+		// No row is updated when the plan does not exist.
+		if err := q.PlanFailed(ctx, db.PlanFailedParams{LastError: r.err.Error(), LastErrorAt: sql.NullInt64{Int64: r.at.UnixMilli(), Valid: true}, Name: p.Name}); err != nil {
 			return err
 		}
+		if _, err := tx.Emit(ctx, &events.BackupFailed{
+			Plan: p.Name, Instance: p.Instance, Kind: r.kind, Host: s.host,
+			Error: r.err.Error(), Step: r.step, FailedAt: r.at.UTC(), RequestID: requestID,
+		}); err != nil {
+			return err
+		}
+		// The operator watching `lifeboat up` sees each outcome as well.
+		msg := "backup failed; the plan retries at its next slot"
+		if requestID != "" {
+			msg = "requested backup failed"
+		}
+		tx.AfterCommit(func() {
+			s.log.WarnContext(ctx, msg, slog.String("plan", p.Name), slog.String("kind", string(r.kind)),
+				slog.String("step", r.step), slog.String("error", r.err.Error()), slog.String("request_id", requestID))
+		})
+		return nil
+	}
+	cataloged, err := s.stillIn(ctx, q, p)
+	if err != nil {
+		return err
+	}
+	if cataloged {
 		m := r.manifest
 		nameTime, _ := backup.ParseName(r.name)
 		if err := q.BackupPut(ctx, db.BackupPutParams{
@@ -193,28 +200,36 @@ func (s *Service) record(ctx context.Context, p Plan, r result, requestID string
 		if err := q.PlanSucceeded(ctx, db.PlanSucceededParams{LastBackup: r.name, LastSuccessAt: sql.NullInt64{Int64: r.at.UnixMilli(), Valid: true}, Name: p.Name}); err != nil {
 			return err
 		}
-		if err := extra(q); err != nil {
-			return err
-		}
-		_, err := tx.Emit(ctx, takenEvent(p, r, s.host, requestID))
-		return err
-	})
-	if err != nil {
+	}
+	if _, err := tx.Emit(ctx, takenEvent(p, r, s.host, requestID)); err != nil {
 		return err
 	}
-	// The operator watching `lifeboat up` sees each outcome as well.
-	if r.err != nil {
-		msg := "backup failed; the plan retries at its next slot"
-		if requestID != "" {
-			msg = "requested backup failed"
+	tx.AfterCommit(func() {
+		if !cataloged {
+			s.log.WarnContext(ctx, "backup taken, but its plan was dropped or moved to another directory meanwhile: announced, not cataloged",
+				slog.String("plan", p.Name), slog.String("backup", r.name), slog.String("dir", p.Directory))
+			return
 		}
-		s.log.Warn(msg, slog.String("plan", p.Name), slog.String("kind", string(r.kind)),
-			slog.String("step", r.step), slog.String("error", r.err.Error()), slog.String("request_id", requestID))
-	} else {
-		s.log.Info("backup taken", slog.String("plan", p.Name), slog.String("backup", r.name), slog.String("kind", string(r.kind)),
+		s.log.InfoContext(ctx, "backup taken", slog.String("plan", p.Name), slog.String("backup", r.name), slog.String("kind", string(r.kind)),
 			slog.Int64("bytes", r.manifest.TotalBytes), slog.Duration("took", r.took), slog.String("dir", p.Directory))
-	}
+	})
 	return nil
+}
+
+// stillIn says whether plan p still exists with the directory p names.
+func (s *Service) stillIn(ctx context.Context, q *db.Queries, p Plan) (bool, error) {
+	row, err := q.PlanGet(ctx, p.Name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("plan %s: %w", p.Name, err)
+	}
+	cur, err := decodePlan(row)
+	if err != nil {
+		return false, nil // reported by the scheduler; the catalog rebuild decides
+	}
+	return cur.Directory == p.Directory, nil
 }
 
 // takenEvent is the BackupTaken of a backup just written: everything sync

@@ -45,11 +45,3 @@ type Setting struct {
 	Value     string
 	UpdatedAt int64
 }
-
-type Take struct {
-	RequestID   string
-	Plan        string
-	Kind        string
-	Reason      string
-	RequestedAt int64
-}

@@ -34,6 +34,23 @@ func (q *Queries) PlanDelete(ctx context.Context, name string) error {
 	return err
 }
 
+const planDueAt = `-- name: PlanDueAt :exec
+UPDATE plans SET next_due_at = ? WHERE name = ? AND next_due_at IS NULL
+`
+
+type PlanDueAtParams struct {
+	NextDueAt sql.NullInt64
+	Name      string
+}
+
+// Fixes when a plan's next scheduled backup is due (a new plan: now), so
+// that the job serving that due time has one id however often it is looked
+// at.
+func (q *Queries) PlanDueAt(ctx context.Context, arg PlanDueAtParams) error {
+	_, err := q.db.ExecContext(ctx, planDueAt, arg.NextDueAt, arg.Name)
+	return err
+}
+
 const planFailed = `-- name: PlanFailed :exec
 UPDATE plans SET last_error = ?, last_error_at = ? WHERE name = ?
 `
@@ -143,6 +160,49 @@ func (q *Queries) PlanPut(ctx context.Context, arg PlanPutParams) error {
 		arg.UpdatedAt,
 	)
 	return err
+}
+
+const planScheduledSince = `-- name: PlanScheduledSince :many
+SELECT name, taken_at FROM backups
+WHERE plan = ? AND kind = 'scheduled' AND state = 'valid' AND taken_at >= ?
+ORDER BY taken_at LIMIT 1
+`
+
+type PlanScheduledSinceParams struct {
+	Plan    string
+	TakenAt int64
+}
+
+type PlanScheduledSinceRow struct {
+	Name    string
+	TakenAt int64
+}
+
+// The plan's valid scheduled backups taken at or after a due time: a
+// scheduled job run again after a crash finds here the backup its first run
+// wrote (announced by the catalog rebuild) and takes no second one for the
+// same due time.
+func (q *Queries) PlanScheduledSince(ctx context.Context, arg PlanScheduledSinceParams) ([]PlanScheduledSinceRow, error) {
+	rows, err := q.db.QueryContext(ctx, planScheduledSince, arg.Plan, arg.TakenAt)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PlanScheduledSinceRow{}
+	for rows.Next() {
+		var i PlanScheduledSinceRow
+		if err := rows.Scan(&i.Name, &i.TakenAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const planSucceeded = `-- name: PlanSucceeded :exec
