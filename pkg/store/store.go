@@ -202,8 +202,3 @@ func (db *DB) IntegrityCheck(ctx context.Context) error {
 	}
 	return fmt.Errorf("store: %s fails integrity_check: %s", db.Path, strings.Join(lines, "; "))
 }
-
-// Writer is the writer connection itself, for the one caller that still
-// writes around Update (dns-updater's embedded zone, until it moves onto
-// Update).
-func (db *DB) Writer() *sql.DB { return db.w }

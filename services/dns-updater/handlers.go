@@ -3,38 +3,40 @@ package dnsupdater
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"strings"
-	"time"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/store"
-	"lifeboat.dev/pkg/telemetry"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 )
 
-// Kinds of queued change.
+// Kinds of change.
 const (
 	kindActivate = "activate" // InstanceActivated: the instance's name → its new address
 	kindSet      = "set"      // dns-updater.set: a name → an address, by hand
 	kindTTL      = "ttl"      // lower or restore the TTL, keeping the values
 )
 
+// workChange is the kind of the work queue's jobs that apply a change; a
+// job's key is the DNS name, so that the changes of one name are applied
+// one at a time, in the order they were asked for.
+const workChange = "change"
+
 // errNoZone refuses work when the config names no zone.
 var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (and dns.instances) in lifeboat.yaml")
 
-// Handlers only decide and queue: each validates its event, checks it
-// against the state (epochs, ownership), and queues a change in the
-// transaction that marks the event handled, so a redelivered event finds
-// itself in the inbox and queues nothing twice. No handler talks to a DNS
-// server: that happens in the Run loop (apply.go), outside the
-// transaction.
+// Handlers only decide and enqueue: each validates its event, checks it
+// against the state (epochs, ownership), and enqueues a change job (one per
+// event, its id derived from the event's) in the transaction that marks the
+// event handled, so a redelivered event finds itself in the inbox and
+// enqueues nothing twice. No handler talks to a DNS server: the job's
+// worker does (apply.go), after the commit and outside any transaction.
 
 func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev *events.InstanceActivated, m service.Delivery) error {
 	log := s.log.With(slog.String("instance", ev.Instance), slog.Uint64("epoch", ev.Epoch), slog.String("address", ev.Address))
@@ -65,7 +67,7 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev 
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("InstanceActivated: %w", err)
 	}
-	queued, err := q.MaxPendingEpoch(ctx, ev.Instance)
+	queued, err := q.MaxQueuedEpoch(ctx, ev.Instance)
 	if err != nil {
 		return fmt.Errorf("InstanceActivated: %w", err)
 	}
@@ -81,7 +83,7 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev 
 	if err != nil {
 		return s.refuse(ctx, tx, fail, err)
 	}
-	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
+	return s.enqueue(ctx, tx, m, changeJob{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
 }
 
 func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNSSet, m service.Delivery) error {
@@ -94,7 +96,7 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNS
 	case strings.Contains(ev.Address, ":"):
 		typ = "AAAA"
 	}
-	fail := failure{name: ev.Name, typ: typ, value: ev.Address, instance: inst}
+	fail := failure{name: ev.Name, typ: typ, value: ev.Address, instance: inst, requestID: m.ID}
 	if s.p == nil {
 		return s.refuse(ctx, tx, fail, errNoZone)
 	}
@@ -105,8 +107,9 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNS
 	if !owned {
 		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: %s (declare it for an instance under dns.instances to let lifeboat change it)", provider.ErrNotOwned, r.Name))
 	}
-	s.log.InfoContext(ctx, "dns-updater.set queued", slog.String("name", r.Name), slog.String("address", r.Value), slog.String("reason", ev.Reason))
-	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindSet, Instance: inst, Name: r.Name, Type: r.Type, Value: r.Value, Ttl: int64(ev.TTL)})
+	s.log.InfoContext(ctx, "dns-updater.set queued", slog.String("name", r.Name), slog.String("address", r.Value), slog.String("reason", ev.Reason),
+		slog.String("request_id", m.ID))
+	return s.enqueue(ctx, tx, m, changeJob{Kind: kindSet, Instance: inst, Name: r.Name, Type: r.Type, Value: r.Value, TTL: ev.TTL, RequestID: m.ID})
 }
 
 // handleFailoverStarted lowers the instance's TTL ahead of the switch when
@@ -137,11 +140,11 @@ func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, ev *e
 		}
 	}
 	epoch := int64(min(ev.Epoch, math.MaxInt64))
-	if err := q.SetLowered(ctx, db.SetLoweredParams{Instance: ev.Instance, Ttl: int64(s.cfg.LowerTTLBefore), Epoch: epoch, Since: time.Now().UnixMilli()}); err != nil {
+	if err := q.SetLowered(ctx, db.SetLoweredParams{Instance: ev.Instance, Ttl: int64(s.cfg.LowerTTLBefore), Epoch: epoch, Since: s.now().UnixMilli()}); err != nil {
 		return fmt.Errorf("FailoverStarted: %w", err)
 	}
 	log.InfoContext(ctx, "failover started: lowering the TTL until it completes", slog.Uint64("ttl", uint64(s.cfg.LowerTTLBefore)), slog.Uint64("from", uint64(ic.TTL)))
-	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindTTL, Instance: ev.Instance, Name: ic.Name, Type: ic.Type})
+	return s.enqueue(ctx, tx, m, changeJob{Kind: kindTTL, Instance: ev.Instance, Name: ic.Name, Type: ic.Type})
 }
 
 // handleFailoverCompleted restores the TTL a planned failover lowered.
@@ -149,7 +152,7 @@ func (s *Service) handleFailoverCompleted(ctx context.Context, tx *store.Tx, ev 
 	if ev.Drill {
 		return nil
 	}
-	return s.restoreTTL(ctx, tx, ev.Instance, ev.Epoch, "failover completed")
+	return s.restoreTTL(ctx, tx, m, ev.Instance, ev.Epoch, "failover completed")
 }
 
 // handleRestoreFailed restores the TTL when the failover that lowered it
@@ -158,10 +161,10 @@ func (s *Service) handleRestoreFailed(ctx context.Context, tx *store.Tx, ev *eve
 	if ev.Drill {
 		return nil
 	}
-	return s.restoreTTL(ctx, tx, ev.Instance, 0, "restore failed")
+	return s.restoreTTL(ctx, tx, m, ev.Instance, 0, "restore failed")
 }
 
-func (s *Service) restoreTTL(ctx context.Context, tx *store.Tx, instance string, epoch uint64, why string) error {
+func (s *Service) restoreTTL(ctx context.Context, tx *store.Tx, m service.Delivery, instance string, epoch uint64, why string) error {
 	ic, ok := s.cfg.Instances[instance]
 	if s.p == nil || !ok {
 		return nil
@@ -184,8 +187,9 @@ func (s *Service) restoreTTL(ctx context.Context, tx *store.Tx, instance string,
 	s.log.InfoContext(ctx, why+": restoring the TTL", slog.String("instance", instance), slog.String("name", ic.Name), slog.Uint64("ttl", uint64(ic.TTL)))
 	// The TTL is resolved when the change is applied: with the lowering
 	// gone it is the instance's own. Queued after any switch already
-	// queued for the name, it never reverts the switch's address.
-	return s.queue(ctx, tx, db.AddChangeParams{Kind: kindTTL, Instance: instance, Name: ic.Name, Type: ic.Type})
+	// queued for the name (same key), it never reverts the switch's
+	// address.
+	return s.enqueue(ctx, tx, m, changeJob{Kind: kindTTL, Instance: instance, Name: ic.Name, Type: ic.Type})
 }
 
 // stale says whether an activation under epoch must be ignored, given
@@ -200,21 +204,27 @@ func stale(epoch, applied, queued, seen int64) bool {
 	return epoch <= applied || epoch <= queued || epoch < seen
 }
 
-// queue records change c in tx, with the trace of the event that asked for
-// it, and wakes the Run loop.
-func (s *Service) queue(ctx context.Context, tx *store.Tx, c db.AddChangeParams) error {
-	h := map[string][]string{}
-	telemetry.InjectHeaders(ctx, h)
-	trace, err := json.Marshal(h)
+// jobID is the id of the change job message m asks for: one job per
+// message, the same on every delivery and on every host.
+func jobID(m service.Delivery) string { return workChange + ":" + m.ID }
+
+// enqueue queues change c, asked for by message m, in tx: the work queue's
+// job (which carries ctx's trace, so the outcome continues the event's
+// trace) and dns-updater's row about it (dns_jobs), together. The job runs
+// once tx has committed. Its owner is whoever holds this database.
+func (s *Service) enqueue(ctx context.Context, tx *store.Tx, m service.Delivery, c changeJob) error {
+	id := jobID(m)
+	added, err := tx.Enqueue(ctx, store.Work{ID: id, Kind: workChange, Key: c.Name, Payload: c})
 	if err != nil {
-		return fmt.Errorf("queue change: %w", err)
-	}
-	now := time.Now().UnixMilli()
-	c.Trace, c.CreatedAt, c.NextAt = string(trace), now, now
-	if _, err := db.New(tx).AddChange(ctx, c); err != nil {
 		return fmt.Errorf("queue change of %s: %w", c.Name, err)
 	}
-	s.signal()
+	if !added {
+		return nil // queued already, with its row
+	}
+	if err := db.New(tx).AddJob(ctx, db.AddJobParams{ID: id, Kind: c.Kind, Instance: c.Instance, Name: c.Name, Epoch: c.Epoch,
+		CreatedAt: s.now().UnixMilli()}); err != nil {
+		return fmt.Errorf("queue change of %s: %w", c.Name, err)
+	}
 	return nil
 }
 
@@ -225,6 +235,8 @@ type failure struct {
 	epoch            uint64
 	provider         string
 	attempts         int
+	// requestID is the dns-updater.set command's id, for its answer.
+	requestID string
 }
 
 // refuse answers a request that is wrong in itself (an address that is
@@ -236,13 +248,13 @@ func (s *Service) refuse(ctx context.Context, tx *store.Tx, f failure, err error
 	if f.provider == "" && s.p != nil {
 		f.provider = s.p.Name()
 	}
-	return emitFailed(ctx, tx, f, err)
+	return s.emitFailed(ctx, tx, f, err)
 }
 
-func emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
+func (s *Service) emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
 	ev := &events.DNSUpdateFailed{
 		Name: f.name, Type: f.typ, New: f.value, Provider: f.provider, Instance: f.instance, Epoch: f.epoch,
-		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: time.Now().UTC(),
+		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: s.now().UTC(), RequestID: f.requestID,
 	}
 	if ev.Name == "" {
 		ev.Name = "(none)"

@@ -10,12 +10,12 @@
 // change is kept in a history.
 //
 // How a change flows (see handlers.go and apply.go): a handler validates
-// the event and queues the change in the service's database, in the
-// transaction that records the event as handled; the Run loop applies
-// queued changes outside any transaction (DNS work can block for seconds,
-// and the embedded provider writes through the same single writer), then
-// records the outcome, the history, the epoch and the outcome event in one
-// transaction.
+// the event and enqueues a change job on the runtime's work queue, in the
+// transaction that records the event as handled; the job's worker applies
+// the change after the commit, outside any transaction (DNS work can block
+// for seconds, and the embedded provider writes its zone through the
+// store), and its outcome — the history, the epoch and the outcome event —
+// commits in the transaction that removes the job.
 package dnsupdater
 
 import (
@@ -32,6 +32,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 	"lifeboat.dev/services/dns-updater/provider/embedded"
@@ -47,12 +48,16 @@ const Name = events.ServiceDNSUpdater
 type Service struct {
 	cfg    Config
 	rt     *service.Runtime
+	db     *store.DB // rt.DB
 	log    *slog.Logger
 	p      provider.Provider // nil when no zone is configured
 	emb    *embedded.Server  // set when p is the embedded server
 	byName map[string]string // owned name → instance
+	// now is the service's clock (service.Deps.Now); retryIn the work
+	// queue's backoff before a failed job's next attempt.
+	now     func() time.Time
+	retryIn func(attempt int) time.Duration
 
-	wake      chan struct{} // a change was queued
 	closeOnce sync.Once
 
 	// afterSet, when set (tests), runs after the provider accepted a
@@ -73,7 +78,8 @@ func Spec(cfg Config) (service.Spec, error) {
 }
 
 func newService(cfg Config) *Service {
-	s := &Service{cfg: cfg, byName: map[string]string{}, wake: make(chan struct{}, 1), log: slog.Default()}
+	s := &Service{cfg: cfg, byName: map[string]string{}, log: slog.Default(), now: time.Now}
+	s.retryIn = s.backoff
 	for inst, ic := range cfg.Instances {
 		s.byName[ic.Name] = inst
 	}
@@ -97,20 +103,31 @@ func (s *Service) spec() (service.Spec, error) {
 			service.On(s.handleFailoverCompleted),
 			service.On(s.handleRestoreFailed),
 		},
+		Work: []service.WorkKind{service.Work(workChange, s.applyChange)},
 		Endpoints: []service.Endpoint{
 			{Name: "records", Handler: s.recordsEndpoint},
 			{Name: "history", Handler: s.historyEndpoint},
 		},
 		Status: s.status,
-		Run:    s.run,
 	}, nil
 }
 
 // init opens the provider. The embedded server starts serving here, so a
 // port in use stops the service at start with the key to change.
 func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
-	s.rt = rt
+	s.rt, s.db = rt, rt.DB
 	s.log = rt.Logger
+	if rt.Deps.Now != nil {
+		s.now = rt.Deps.Now
+	}
+	// A change that failed for a reason that may pass is retried by the
+	// work queue after dns.retry's backoff, unless the process gave every
+	// queue its own (the runtime reads it once Init has run). This
+	// service's queue runs only change jobs.
+	if rt.Deps.WorkBackoff == nil {
+		rt.Deps.WorkBackoff = s.backoff
+	}
+	s.retryIn = rt.Deps.WorkBackoff
 	if !s.cfg.Enabled() {
 		s.log.Info("no DNS zone configured (dns.zone): dns-updater changes nothing")
 		return nil
@@ -120,9 +137,10 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 	case ProviderEmbedded:
 		opts := embedded.NewOptions(s.cfg.Zone)
 		opts.Addr, opts.ZoneFile, opts.Owned, opts.Logger = s.cfg.Embedded.Listen, s.cfg.Embedded.ZoneFile, owned, s.log
-		// embedded writes its records through the store's single writer
-		// in its own transactions; it is only ever called outside ours.
-		srv, err := embedded.Open(ctx, rt.DB.Writer(), opts)
+		// embedded writes its zone through the store, in transactions of
+		// its own: it is called only by the change worker, outside any
+		// transaction.
+		srv, err := embedded.Open(ctx, rt.DB, opts)
 		if err != nil {
 			return fmt.Errorf("dns.embedded: %w", err)
 		}
@@ -130,7 +148,7 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 			return fmt.Errorf("dns: %w", err)
 		}
 		s.p, s.emb = srv, srv
-		// Stop serving when the service stops, even if Run never started.
+		// Stop serving when the service stops.
 		context.AfterFunc(ctx, s.closeProvider)
 	case ProviderRFC2136:
 		r := s.cfg.RFC2136
@@ -180,16 +198,6 @@ func (s *Service) closeProvider() {
 	})
 }
 
-// signal wakes the Run loop: a change was queued. The transaction that
-// queued it has not committed yet; the loop's read waits for it (see
-// applyNext).
-func (s *Service) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
 // Status is the service's own part of its status reply.
 type Status struct {
 	// Zone is the zone changed; empty when none is configured.
@@ -206,7 +214,8 @@ type Status struct {
 	SerialError string `json:"serial_error,omitempty"`
 	// Instances maps each instance to its DNS name.
 	Instances map[string]string `json:"instances,omitempty"`
-	// Pending is how many changes wait to be applied.
+	// Pending is how many changes wait to be applied (queued, in retry,
+	// or being applied).
 	Pending int `json:"pending"`
 	// Lowered lists the instances whose TTL is lowered for a failover.
 	Lowered []string `json:"lowered,omitempty"`
@@ -233,12 +242,12 @@ func (s *Service) status(ctx context.Context) (any, error) {
 	for inst, ic := range s.cfg.Instances {
 		st.Instances[inst] = ic.Name
 	}
-	q := db.New(s.rt.DB.R)
-	pending, err := q.ListChanges(ctx)
+	q := db.New(s.db.R)
+	pending, err := q.CountJobs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	st.Pending = len(pending)
+	st.Pending = int(pending)
 	lowered, err := q.ListLowered(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)

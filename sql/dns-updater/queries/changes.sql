@@ -1,35 +1,27 @@
--- name: AddChange :one
-INSERT INTO dns_changes (kind, instance, name, type, value, ttl, epoch, trace, created_at, next_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id;
+-- name: AddJob :exec
+INSERT INTO dns_jobs (id, kind, instance, name, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?);
 
--- name: NextChange :one
--- The oldest change that is due and first in its name's queue: changes to
--- one name are applied in the order they were asked for.
-SELECT * FROM dns_changes AS c
-WHERE c.next_at <= ?
-  AND NOT EXISTS (SELECT 1 FROM dns_changes AS o WHERE o.name = c.name AND o.id < c.id)
-ORDER BY c.id
-LIMIT 1;
+-- name: GetJob :one
+SELECT * FROM dns_jobs WHERE id = ?;
 
--- name: ListChanges :many
-SELECT * FROM dns_changes ORDER BY id;
+-- name: CountJobs :one
+SELECT COUNT(*) FROM dns_jobs;
 
--- name: MaxPendingEpoch :one
-SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_changes WHERE instance = ? AND kind = 'activate';
+-- name: MaxQueuedEpoch :one
+-- The newest activation epoch queued for the instance; 0 when none.
+SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_jobs WHERE instance = ? AND kind = 'activate';
 
 -- name: NewerActivations :one
 -- How many activations of the instance newer than epoch are queued.
-SELECT COUNT(*) FROM dns_changes WHERE instance = ? AND kind = 'activate' AND epoch > ?;
+SELECT COUNT(*) FROM dns_jobs WHERE instance = ? AND kind = 'activate' AND epoch > ?;
 
--- name: SetChangeOld :exec
-UPDATE dns_changes SET old = ? WHERE id = ?;
+-- name: SetJobOld :exec
+-- Records the values before the first Set, once: a value already read is
+-- kept.
+UPDATE dns_jobs SET old = ? WHERE id = ? AND old IS NULL;
 
--- name: MarkChangeApplied :exec
-UPDATE dns_changes SET applied = 1 WHERE id = ?;
+-- name: MarkJobApplied :exec
+UPDATE dns_jobs SET applied = 1 WHERE id = ?;
 
--- name: RetryChange :exec
-UPDATE dns_changes SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?;
-
--- name: DeleteChange :execrows
-DELETE FROM dns_changes WHERE id = ?;
+-- name: DeleteJob :execrows
+DELETE FROM dns_jobs WHERE id = ?;

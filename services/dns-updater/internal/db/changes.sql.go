@@ -10,120 +10,97 @@ import (
 	"database/sql"
 )
 
-const addChange = `-- name: AddChange :one
-INSERT INTO dns_changes (kind, instance, name, type, value, ttl, epoch, trace, created_at, next_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id
+const addJob = `-- name: AddJob :exec
+INSERT INTO dns_jobs (id, kind, instance, name, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)
 `
 
-type AddChangeParams struct {
+type AddJobParams struct {
+	ID        string
 	Kind      string
 	Instance  string
 	Name      string
-	Type      string
-	Value     string
-	Ttl       int64
 	Epoch     int64
-	Trace     string
 	CreatedAt int64
-	NextAt    int64
 }
 
-func (q *Queries) AddChange(ctx context.Context, arg AddChangeParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, addChange,
+func (q *Queries) AddJob(ctx context.Context, arg AddJobParams) error {
+	_, err := q.db.ExecContext(ctx, addJob,
+		arg.ID,
 		arg.Kind,
 		arg.Instance,
 		arg.Name,
-		arg.Type,
-		arg.Value,
-		arg.Ttl,
 		arg.Epoch,
-		arg.Trace,
 		arg.CreatedAt,
-		arg.NextAt,
 	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+	return err
 }
 
-const deleteChange = `-- name: DeleteChange :execrows
-DELETE FROM dns_changes WHERE id = ?
+const countJobs = `-- name: CountJobs :one
+SELECT COUNT(*) FROM dns_jobs
 `
 
-func (q *Queries) DeleteChange(ctx context.Context, id int64) (int64, error) {
-	result, err := q.db.ExecContext(ctx, deleteChange, id)
+func (q *Queries) CountJobs(ctx context.Context) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countJobs)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const deleteJob = `-- name: DeleteJob :execrows
+DELETE FROM dns_jobs WHERE id = ?
+`
+
+func (q *Queries) DeleteJob(ctx context.Context, id string) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deleteJob, id)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected()
 }
 
-const listChanges = `-- name: ListChanges :many
-SELECT id, kind, instance, name, type, value, ttl, epoch, trace, created_at, attempts, next_at, old, applied, last_error FROM dns_changes ORDER BY id
+const getJob = `-- name: GetJob :one
+SELECT id, kind, instance, name, epoch, old, applied, created_at FROM dns_jobs WHERE id = ?
 `
 
-func (q *Queries) ListChanges(ctx context.Context) ([]DnsChange, error) {
-	rows, err := q.db.QueryContext(ctx, listChanges)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []DnsChange{}
-	for rows.Next() {
-		var i DnsChange
-		if err := rows.Scan(
-			&i.ID,
-			&i.Kind,
-			&i.Instance,
-			&i.Name,
-			&i.Type,
-			&i.Value,
-			&i.Ttl,
-			&i.Epoch,
-			&i.Trace,
-			&i.CreatedAt,
-			&i.Attempts,
-			&i.NextAt,
-			&i.Old,
-			&i.Applied,
-			&i.LastError,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+func (q *Queries) GetJob(ctx context.Context, id string) (DnsJob, error) {
+	row := q.db.QueryRowContext(ctx, getJob, id)
+	var i DnsJob
+	err := row.Scan(
+		&i.ID,
+		&i.Kind,
+		&i.Instance,
+		&i.Name,
+		&i.Epoch,
+		&i.Old,
+		&i.Applied,
+		&i.CreatedAt,
+	)
+	return i, err
 }
 
-const markChangeApplied = `-- name: MarkChangeApplied :exec
-UPDATE dns_changes SET applied = 1 WHERE id = ?
+const markJobApplied = `-- name: MarkJobApplied :exec
+UPDATE dns_jobs SET applied = 1 WHERE id = ?
 `
 
-func (q *Queries) MarkChangeApplied(ctx context.Context, id int64) error {
-	_, err := q.db.ExecContext(ctx, markChangeApplied, id)
+func (q *Queries) MarkJobApplied(ctx context.Context, id string) error {
+	_, err := q.db.ExecContext(ctx, markJobApplied, id)
 	return err
 }
 
-const maxPendingEpoch = `-- name: MaxPendingEpoch :one
-SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_changes WHERE instance = ? AND kind = 'activate'
+const maxQueuedEpoch = `-- name: MaxQueuedEpoch :one
+SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_jobs WHERE instance = ? AND kind = 'activate'
 `
 
-func (q *Queries) MaxPendingEpoch(ctx context.Context, instance string) (int64, error) {
-	row := q.db.QueryRowContext(ctx, maxPendingEpoch, instance)
+// The newest activation epoch queued for the instance; 0 when none.
+func (q *Queries) MaxQueuedEpoch(ctx context.Context, instance string) (int64, error) {
+	row := q.db.QueryRowContext(ctx, maxQueuedEpoch, instance)
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
 }
 
 const newerActivations = `-- name: NewerActivations :one
-SELECT COUNT(*) FROM dns_changes WHERE instance = ? AND kind = 'activate' AND epoch > ?
+SELECT COUNT(*) FROM dns_jobs WHERE instance = ? AND kind = 'activate' AND epoch > ?
 `
 
 type NewerActivationsParams struct {
@@ -139,70 +116,18 @@ func (q *Queries) NewerActivations(ctx context.Context, arg NewerActivationsPara
 	return count, err
 }
 
-const nextChange = `-- name: NextChange :one
-SELECT id, kind, instance, name, type, value, ttl, epoch, trace, created_at, attempts, next_at, old, applied, last_error FROM dns_changes AS c
-WHERE c.next_at <= ?
-  AND NOT EXISTS (SELECT 1 FROM dns_changes AS o WHERE o.name = c.name AND o.id < c.id)
-ORDER BY c.id
-LIMIT 1
+const setJobOld = `-- name: SetJobOld :exec
+UPDATE dns_jobs SET old = ? WHERE id = ? AND old IS NULL
 `
 
-// The oldest change that is due and first in its name's queue: changes to
-// one name are applied in the order they were asked for.
-func (q *Queries) NextChange(ctx context.Context, nextAt int64) (DnsChange, error) {
-	row := q.db.QueryRowContext(ctx, nextChange, nextAt)
-	var i DnsChange
-	err := row.Scan(
-		&i.ID,
-		&i.Kind,
-		&i.Instance,
-		&i.Name,
-		&i.Type,
-		&i.Value,
-		&i.Ttl,
-		&i.Epoch,
-		&i.Trace,
-		&i.CreatedAt,
-		&i.Attempts,
-		&i.NextAt,
-		&i.Old,
-		&i.Applied,
-		&i.LastError,
-	)
-	return i, err
-}
-
-const retryChange = `-- name: RetryChange :exec
-UPDATE dns_changes SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?
-`
-
-type RetryChangeParams struct {
-	Attempts  int64
-	NextAt    int64
-	LastError string
-	ID        int64
-}
-
-func (q *Queries) RetryChange(ctx context.Context, arg RetryChangeParams) error {
-	_, err := q.db.ExecContext(ctx, retryChange,
-		arg.Attempts,
-		arg.NextAt,
-		arg.LastError,
-		arg.ID,
-	)
-	return err
-}
-
-const setChangeOld = `-- name: SetChangeOld :exec
-UPDATE dns_changes SET old = ? WHERE id = ?
-`
-
-type SetChangeOldParams struct {
+type SetJobOldParams struct {
 	Old sql.NullString
-	ID  int64
+	ID  string
 }
 
-func (q *Queries) SetChangeOld(ctx context.Context, arg SetChangeOldParams) error {
-	_, err := q.db.ExecContext(ctx, setChangeOld, arg.Old, arg.ID)
+// Records the values before the first Set, once: a value already read is
+// kept.
+func (q *Queries) SetJobOld(ctx context.Context, arg SetJobOldParams) error {
+	_, err := q.db.ExecContext(ctx, setJobOld, arg.Old, arg.ID)
 	return err
 }

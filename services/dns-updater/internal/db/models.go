@@ -8,24 +8,6 @@ import (
 	"database/sql"
 )
 
-type DnsChange struct {
-	ID        int64
-	Kind      string
-	Instance  string
-	Name      string
-	Type      string
-	Value     string
-	Ttl       int64
-	Epoch     int64
-	Trace     string
-	CreatedAt int64
-	Attempts  int64
-	NextAt    int64
-	Old       sql.NullString
-	Applied   int64
-	LastError string
-}
-
 type DnsEpoch struct {
 	Instance  string
 	Epoch     int64
@@ -47,6 +29,17 @@ type DnsHistory struct {
 	VerifiedAfterMs int64
 	Kind            string
 	Instance        string
+}
+
+type DnsJob struct {
+	ID        string
+	Kind      string
+	Instance  string
+	Name      string
+	Epoch     int64
+	Old       sql.NullString
+	Applied   int64
+	CreatedAt int64
 }
 
 type DnsLowered struct {

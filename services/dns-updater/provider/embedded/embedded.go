@@ -4,9 +4,10 @@
 // state, and changes it through the provider.Provider interface. Every
 // change bumps the SOA serial in the same transaction.
 //
-// The SQLite tables are the zone's truth; the server answers from an
-// in-memory copy rebuilt after each change, so a query never waits on the
-// database.
+// The SQLite tables are the zone's truth, written through the service's
+// store (store.DB.Update, so nothing bypasses its single writer); the
+// server answers from an in-memory copy rebuilt after each change, so a
+// query never waits on the database.
 package embedded
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 )
@@ -59,8 +61,8 @@ func NewOptions(zone string) Options {
 // Server is the embedded authoritative server and the provider that changes
 // its zone.
 type Server struct {
-	db   *sql.DB
-	q    *db.Queries
+	db   *store.DB
+	q    *db.Queries // reads, through the store's readers
 	zone string
 	opts Options
 	log  *slog.Logger
@@ -75,12 +77,13 @@ type Server struct {
 
 var _ provider.Provider = (*Server)(nil)
 
-// Open prepares the zone in sqldb (which must hold dns-updater's migrated
-// schema; open it with modernc.org/sqlite in WAL mode), loading
-// opts.ZoneFile when set, and returns a server ready to Start. Set must not
-// be called while the caller holds a transaction on a single-connection
-// sqldb: Set runs its own.
-func Open(ctx context.Context, sqldb *sql.DB, opts Options) (*Server, error) {
+// Open prepares the zone in sdb (the store opened with dns-updater's
+// migrations), loading opts.ZoneFile when set, and returns a server ready
+// to Start. Set writes in a transaction of its own (sdb.Update), so it must
+// not be called while the caller holds one of sdb's transactions (a
+// handler's, a job's Finish): it would wait for the writer that caller
+// holds.
+func Open(ctx context.Context, sdb *store.DB, opts Options) (*Server, error) {
 	zone, err := provider.CheckZone(opts.Zone)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
@@ -88,7 +91,7 @@ func Open(ctx context.Context, sqldb *sql.DB, opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = DefaultAddr
 	}
-	s := &Server{db: sqldb, q: db.New(sqldb), zone: zone, opts: opts, log: opts.Logger}
+	s := &Server{db: sdb, q: db.New(sdb.R), zone: zone, opts: opts, log: opts.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -113,34 +116,50 @@ func (s *Server) prepare(ctx context.Context) error {
 		}
 		file = z
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
+	var loaded int
+	var serial int64
+	var loadErr error
+	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		loaded, serial, loadErr = s.load(ctx, db.New(tx), file)
+		return loadErr
+	})
+	switch {
+	case loadErr != nil:
+		return loadErr
+	case err != nil:
 		return fmt.Errorf("load zone: %w", err)
 	}
-	defer tx.Rollback()
-	q := s.q.WithTx(tx)
+	if file != nil {
+		s.log.InfoContext(ctx, "zone loaded", slog.String("file", s.opts.ZoneFile), slog.Int64("serial", serial), slog.Int("records", loaded))
+	}
+	return nil
+}
+
+// load creates the zone in q's transaction when it is missing and merges
+// file in, if any; it returns how many records it wrote and the serial.
+func (s *Server) load(ctx context.Context, q *db.Queries, file *Zone) (loaded int, serial int64, err error) {
 	now := time.Now().UnixMilli()
 	cur, err := q.GetZone(ctx, s.zone)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("load zone: %w", err)
+		return 0, 0, fmt.Errorf("load zone: %w", err)
 	}
 	if file == nil {
 		if exists {
-			return nil
+			return 0, cur.Serial, nil
 		}
 		if err := q.CreateZone(ctx, db.CreateZoneParams{Zone: s.zone, Mname: "ns." + s.zone, Rname: "hostmaster." + s.zone,
 			Serial: 1, Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60, Ttl: 3600, UpdatedAt: now}); err != nil {
-			return fmt.Errorf("create zone: %w", err)
+			return 0, 0, fmt.Errorf("create zone: %w", err)
 		}
 		if err := q.InsertRecord(ctx, db.InsertRecordParams{Zone: s.zone, Name: s.zone, Type: "NS", Value: "ns." + s.zone, Ttl: 3600}); err != nil {
-			return fmt.Errorf("create zone: %w", err)
+			return 0, 0, fmt.Errorf("create zone: %w", err)
 		}
-		return tx.Commit()
+		return 1, 1, nil
 	}
 
 	soa := file.SOA
-	serial := int64(soa.Serial)
+	serial = int64(soa.Serial)
 	if exists && serial <= cur.Serial {
 		// Loading the file is a change: the serial moves forward (RFC 1982
 		// wrap-around aside) so that caches and secondaries see it.
@@ -156,14 +175,14 @@ func (s *Server) prepare(ctx context.Context) error {
 		err = q.CreateZone(ctx, p)
 	}
 	if err != nil {
-		return fmt.Errorf("load zone: %w", err)
+		return 0, 0, fmt.Errorf("load zone: %w", err)
 	}
 
 	// Records of owned names that lifeboat has set stay; everything else
 	// comes from the file.
 	old, err := q.ListRecords(ctx, s.zone)
 	if err != nil {
-		return fmt.Errorf("load zone: %w", err)
+		return 0, 0, fmt.Errorf("load zone: %w", err)
 	}
 	kept := map[string]bool{}
 	var records []db.InsertRecordParams
@@ -179,18 +198,14 @@ func (s *Server) prepare(ctx context.Context) error {
 		}
 	}
 	if err := q.DeleteZoneRecords(ctx, s.zone); err != nil {
-		return fmt.Errorf("load zone: %w", err)
+		return 0, 0, fmt.Errorf("load zone: %w", err)
 	}
 	for _, r := range records {
 		if err := q.InsertRecord(ctx, r); err != nil {
-			return fmt.Errorf("load zone: %s %s %s: %w", r.Name, r.Type, r.Value, err)
+			return 0, 0, fmt.Errorf("load zone: %s %s %s: %w", r.Name, r.Type, r.Value, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("load zone: %w", err)
-	}
-	s.log.Info("zone loaded", slog.String("file", s.opts.ZoneFile), slog.Int64("serial", serial), slog.Int("records", len(records)))
-	return nil
+	return len(records), serial, nil
 }
 
 // reload rebuilds the in-memory copy the server answers from.
@@ -256,37 +271,16 @@ func (s *Server) Set(ctx context.Context, rs []provider.Record) error {
 	name, rtype := rs[0].Name, rs[0].Type
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
-	}
-	defer tx.Rollback()
-	q := s.q.WithTx(tx)
-	types, err := q.ListTypesAt(ctx, db.ListTypesAtParams{Zone: s.zone, Name: name})
-	if err != nil {
-		return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
-	}
-	for _, t := range types {
-		if t != rtype && (t == "CNAME" || rtype == "CNAME") {
-			return fmt.Errorf("embedded: set: %w: %s already has %s records, and a CNAME must be alone at its name", provider.ErrInvalidValue, name, t)
-		}
-	}
-	if rtype == "CNAME" && name == s.zone {
-		return fmt.Errorf("embedded: set: %w: the zone's apex %s holds SOA and NS, so it cannot be a CNAME", provider.ErrInvalidValue, name)
-	}
-	if err := q.DeleteRRset(ctx, db.DeleteRRsetParams{Zone: s.zone, Name: name, Type: rtype}); err != nil {
-		return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
-	}
-	for _, r := range rs {
-		if err := q.InsertRecord(ctx, db.InsertRecordParams{Zone: s.zone, Name: name, Type: rtype, Value: r.Value, Ttl: int64(r.TTL)}); err != nil {
-			return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
-		}
-	}
-	serial, err := q.BumpSerial(ctx, db.BumpSerialParams{UpdatedAt: time.Now().UnixMilli(), Zone: s.zone})
-	if err != nil {
-		return fmt.Errorf("embedded: set %s %s: serial: %w", name, rtype, err)
-	}
-	if err := tx.Commit(); err != nil {
+	var serial int64
+	var setErr error
+	err = s.db.Update(ctx, func(tx *store.Tx) error {
+		serial, setErr = s.set(ctx, db.New(tx), name, rtype, rs)
+		return setErr
+	})
+	switch {
+	case setErr != nil:
+		return setErr
+	case err != nil:
 		return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
 	}
 	// Rebuilding after the commit means a query never sees a change the
@@ -295,7 +289,37 @@ func (s *Server) Set(ctx context.Context, rs []provider.Record) error {
 	if err := s.reload(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("embedded: set %s %s: committed, but serving it failed: %w", name, rtype, err)
 	}
-	s.log.Info("dns record set", slog.String("name", name), slog.String("type", rtype),
+	s.log.InfoContext(ctx, "dns record set", slog.String("name", name), slog.String("type", rtype),
 		slog.Any("values", provider.Values(rs)), slog.Uint64("ttl", uint64(rs[0].TTL)), slog.Int64("serial", serial))
 	return nil
+}
+
+// set replaces the record set in q's transaction and bumps the serial,
+// which it returns.
+func (s *Server) set(ctx context.Context, q *db.Queries, name, rtype string, rs []provider.Record) (int64, error) {
+	types, err := q.ListTypesAt(ctx, db.ListTypesAtParams{Zone: s.zone, Name: name})
+	if err != nil {
+		return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
+	}
+	for _, t := range types {
+		if t != rtype && (t == "CNAME" || rtype == "CNAME") {
+			return 0, fmt.Errorf("embedded: set: %w: %s already has %s records, and a CNAME must be alone at its name", provider.ErrInvalidValue, name, t)
+		}
+	}
+	if rtype == "CNAME" && name == s.zone {
+		return 0, fmt.Errorf("embedded: set: %w: the zone's apex %s holds SOA and NS, so it cannot be a CNAME", provider.ErrInvalidValue, name)
+	}
+	if err := q.DeleteRRset(ctx, db.DeleteRRsetParams{Zone: s.zone, Name: name, Type: rtype}); err != nil {
+		return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
+	}
+	for _, r := range rs {
+		if err := q.InsertRecord(ctx, db.InsertRecordParams{Zone: s.zone, Name: name, Type: rtype, Value: r.Value, Ttl: int64(r.TTL)}); err != nil {
+			return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
+		}
+	}
+	serial, err := q.BumpSerial(ctx, db.BumpSerialParams{UpdatedAt: time.Now().UnixMilli(), Zone: s.zone})
+	if err != nil {
+		return 0, fmt.Errorf("embedded: set %s %s: serial: %w", name, rtype, err)
+	}
+	return serial, nil
 }

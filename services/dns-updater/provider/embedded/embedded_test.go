@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -17,8 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	_ "modernc.org/sqlite"
-
+	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 	"lifeboat.dev/services/dns-updater/provider/providertest"
@@ -47,35 +45,28 @@ loop2    CNAME loop1
 txt      TXT   "hello world"
 `
 
-// openDB opens a real SQLite file in a temporary directory, as the service
-// does (WAL), and applies dns-updater's migrations by executing them.
-func openDB(t testing.TB) *sql.DB {
+// openDB opens the service's store on a real SQLite file in a temporary
+// directory, as the service does, with dns-updater's migrations.
+func openDB(t testing.TB) *store.DB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "state.db")
-	sqldb, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sqldb.Close() })
 	migrations, err := lbsql.Migrations("dns-updater")
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := fs.Glob(migrations, "*.sql")
+	sdb, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.NewOptions("test", migrations))
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		body, err := fs.ReadFile(migrations, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sqldb.Exec(string(body)); err != nil {
-			t.Fatalf("migration %s: %v", name, err)
-		}
+	t.Cleanup(func() { sdb.Close() })
+	return sdb
+}
+
+// write runs fn in a write transaction of sdb.
+func write(t testing.TB, sdb *store.DB, fn func(q *db.Queries) error) {
+	t.Helper()
+	if err := sdb.Update(context.Background(), func(tx *store.Tx) error { return fn(db.New(tx)) }); err != nil {
+		t.Fatal(err)
 	}
-	return sqldb
 }
 
 func writeZone(t testing.TB, text string) string {
@@ -89,14 +80,14 @@ func writeZone(t testing.TB, text string) string {
 
 // start opens and starts a server for the test zone on a free loopback
 // port, owning providertest's names.
-func start(t testing.TB, sqldb *sql.DB, zoneText string) *Server {
+func start(t testing.TB, sdb *store.DB, zoneText string) *Server {
 	t.Helper()
 	opts := NewOptions(zone)
 	opts.Addr = "127.0.0.1:0"
 	opts.ZoneFile = writeZone(t, zoneText)
 	opts.Owned = provider.OwnedNames(providertest.Owned(zone)...)
 	opts.Logger = quiet
-	s, err := Open(context.Background(), sqldb, opts)
+	s, err := Open(context.Background(), sdb, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +331,7 @@ func TestSetBumpsSerialAndPersists(t *testing.T) {
 	if got := serialOf(t, s.Addr()); got != before+1 {
 		t.Fatalf("serial after Set %d, want %d", got, before+1)
 	}
-	z, err := db.New(sqldb).GetZone(t.Context(), zone)
+	z, err := db.New(sqldb.R).GetZone(t.Context(), zone)
 	if err != nil || z.Serial != int64(before+1) {
 		t.Fatalf("database serial %d (%v), want %d", z.Serial, err, before+1)
 	}
@@ -558,15 +549,14 @@ func TestQueriesDuringChanges(t *testing.T) {
 func TestSerialWraps(t *testing.T) {
 	sqldb := openDB(t)
 	s := start(t, sqldb, zoneFile)
-	q := db.New(sqldb)
-	z, err := q.GetZone(t.Context(), zone)
+	z, err := db.New(sqldb.R).GetZone(t.Context(), zone)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.UpdateZoneSOA(t.Context(), db.UpdateZoneSOAParams{Mname: z.Mname, Rname: z.Rname, Serial: 4294967295, Refresh: z.Refresh,
-		Retry: z.Retry, Expire: z.Expire, Minimum: z.Minimum, Ttl: z.Ttl, UpdatedAt: z.UpdatedAt, Zone: zone}); err != nil {
-		t.Fatal(err)
-	}
+	write(t, sqldb, func(q *db.Queries) error {
+		return q.UpdateZoneSOA(t.Context(), db.UpdateZoneSOAParams{Mname: z.Mname, Rname: z.Rname, Serial: 4294967295, Refresh: z.Refresh,
+			Retry: z.Retry, Expire: z.Expire, Minimum: z.Minimum, Ttl: z.Ttl, UpdatedAt: z.UpdatedAt, Zone: zone})
+	})
 	if err := s.Set(t.Context(), []provider.Record{{Name: "www.example.test.", Type: "A", Value: "192.0.2.1", TTL: 60}}); err != nil {
 		t.Fatal(err)
 	}
@@ -578,17 +568,19 @@ func TestSerialWraps(t *testing.T) {
 // TestHistoryAndEpochQueries exercises the part of dns-updater's schema
 // the service writes (history, epochs) on a real migrated database.
 func TestHistoryAndEpochQueries(t *testing.T) {
-	q := db.New(openDB(t))
+	sdb := openDB(t)
+	q := db.New(sdb.R)
 	ctx := t.Context()
-	for i, v := range []string{"192.0.2.1", "192.0.2.2"} {
-		if _, err := q.AddHistory(ctx, db.AddHistoryParams{Name: "www.example.test.", Type: "A", Old: "", New: v, Ttl: 60,
-			Provider: "embedded", Epoch: int64(i + 1), At: int64(i), VerifiedAfterMs: 12}); err != nil {
-			t.Fatal(err)
+	write(t, sdb, func(q *db.Queries) error {
+		for i, v := range []string{"192.0.2.1", "192.0.2.2"} {
+			if _, err := q.AddHistory(ctx, db.AddHistoryParams{Name: "www.example.test.", Type: "A", Old: "", New: v, Ttl: 60,
+				Provider: "embedded", Epoch: int64(i + 1), At: int64(i), VerifiedAfterMs: 12}); err != nil {
+				return err
+			}
 		}
-	}
-	if _, err := q.AddHistory(ctx, db.AddHistoryParams{Name: "api.example.test.", Type: "A", New: "192.0.2.9", Provider: "rfc2136", VerifiedAfterMs: -1}); err != nil {
-		t.Fatal(err)
-	}
+		_, err := q.AddHistory(ctx, db.AddHistoryParams{Name: "api.example.test.", Type: "A", New: "192.0.2.9", Provider: "rfc2136", VerifiedAfterMs: -1})
+		return err
+	})
 	h, err := q.ListHistoryByName(ctx, db.ListHistoryByNameParams{Name: "www.example.test.", Limit: 10})
 	if err != nil || len(h) != 2 || h[0].New != "192.0.2.2" || h[0].Epoch != 2 {
 		t.Fatalf("history of www, newest first: %+v (%v)", h, err)
@@ -601,9 +593,9 @@ func TestHistoryAndEpochQueries(t *testing.T) {
 		t.Fatalf("epoch of an instance never applied: %v, want sql.ErrNoRows", err)
 	}
 	for _, e := range []int64{3, 7} {
-		if err := q.SetEpoch(ctx, db.SetEpochParams{Instance: "wr", Epoch: e, Name: "wr.example.test.", Address: "192.0.2.1", AppliedAt: e}); err != nil {
-			t.Fatal(err)
-		}
+		write(t, sdb, func(q *db.Queries) error {
+			return q.SetEpoch(ctx, db.SetEpochParams{Instance: "wr", Epoch: e, Name: "wr.example.test.", Address: "192.0.2.1", AppliedAt: e})
+		})
 	}
 	if e, err := q.GetEpoch(ctx, "wr"); err != nil || e.Epoch != 7 {
 		t.Fatalf("epoch %+v (%v), want 7", e, err)
