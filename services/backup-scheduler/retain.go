@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"lifeboat.dev/events"
@@ -37,6 +39,15 @@ const trashPrefix = ".tmp-backup-pruned-"
 // one) and are deleted once T old. It returns what to prune with the rule
 // for each, and how many valid backups stay.
 func decide(spec schedule.Spec, minKeep int, valid []db.BackupsForRetentionRow, invalid []db.BackupsInvalidRow, now time.Time) (pruned []events.PrunedBackup, kept int) {
+	cands := make([]schedule.Backup, len(valid))
+	for i, r := range valid {
+		cands[i] = schedule.Backup{Name: r.Name, Time: time.Unix(r.NameTime, 0), Verified: true}
+	}
+	return decideBackups(spec, minKeep, cands, invalid, now)
+}
+
+// decideBackups is decide with the valid backups as the rule takes them.
+func decideBackups(spec schedule.Spec, minKeep int, valid []schedule.Backup, invalid []db.BackupsInvalidRow, now time.Time) (pruned []events.PrunedBackup, kept int) {
 	pruned = make([]events.PrunedBackup, 0, len(invalid)+len(valid))
 	for _, r := range invalid {
 		if now.Sub(time.Unix(r.NameTime, 0)) >= spec.Total() {
@@ -44,11 +55,7 @@ func decide(spec schedule.Spec, minKeep int, valid []db.BackupsForRetentionRow, 
 				Reason: "invalid (" + short(r.Problem) + ") and T (" + schedule.FormatDuration(spec.Total()) + ") old or older"})
 		}
 	}
-	cands := make([]schedule.Backup, len(valid))
-	for i, r := range valid {
-		cands[i] = schedule.Backup{Name: r.Name, Time: time.Unix(r.NameTime, 0), Verified: true}
-	}
-	for _, d := range spec.Retain(now, cands, minKeep) {
+	for _, d := range spec.Retain(now, valid, minKeep) {
 		if d.Keep {
 			kept++
 			continue
@@ -59,9 +66,16 @@ func decide(spec schedule.Spec, minKeep int, valid []db.BackupsForRetentionRow, 
 }
 
 // decideCatalog reads a plan's catalog and decides its retention at now.
+// The valid backups, all of a crowded catalog, come in one string
+// (BackupsForRetentionPacked): read row by row, 100k of them took 70 to
+// 100 ms of driver calls and 400k allocations, most of a pass.
 func decideCatalog(ctx context.Context, r db.DBTX, plan string, spec schedule.Spec, minKeep int, now time.Time) ([]events.PrunedBackup, int, error) {
 	q := db.New(r)
-	valid, err := q.BackupsForRetention(ctx, plan)
+	packed, err := q.BackupsForRetentionPacked(ctx, plan)
+	if err != nil {
+		return nil, 0, fmt.Errorf("catalog: %w", err)
+	}
+	valid, err := unpackRetention(packed)
 	if err != nil {
 		return nil, 0, fmt.Errorf("catalog: %w", err)
 	}
@@ -69,8 +83,31 @@ func decideCatalog(ctx context.Context, r db.DBTX, plan string, spec schedule.Sp
 	if err != nil {
 		return nil, 0, fmt.Errorf("catalog: %w", err)
 	}
-	pruned, kept := decide(spec, minKeep, valid, invalid, now)
+	pruned, kept := decideBackups(spec, minKeep, valid, invalid, now)
 	return pruned, kept, nil
+}
+
+// unpackRetention reads BackupsForRetentionPacked's string ("name_time
+// name" of each valid backup, joined with commas) into the rule's input.
+// The names are substrings of packed: no allocation per backup.
+func unpackRetention(packed string) ([]schedule.Backup, error) {
+	if packed == "" {
+		return nil, nil
+	}
+	out := make([]schedule.Backup, 0, strings.Count(packed, ",")+1)
+	for rest := packed; ; {
+		rec, next, more := strings.Cut(rest, ",")
+		at, name, ok := strings.Cut(rec, " ")
+		sec, err := strconv.ParseInt(at, 10, 64)
+		if !ok || err != nil || name == "" {
+			return nil, fmt.Errorf("retention: unreadable catalog entry %q", rec)
+		}
+		out = append(out, schedule.Backup{Name: name, Time: time.Unix(sec, 0), Verified: true})
+		if !more {
+			return out, nil
+		}
+		rest = next
+	}
 }
 
 // RetentionPass is the deciding half of a pruning pass, for benchmarks: it

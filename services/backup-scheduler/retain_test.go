@@ -2,6 +2,7 @@ package backupscheduler
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,7 +12,9 @@ import (
 
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/schedule"
+	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
+	lbsql "lifeboat.dev/sql"
 )
 
 func TestNextDue(t *testing.T) {
@@ -148,6 +151,122 @@ func TestTimeline(t *testing.T) {
 	for _, r := range timeline(p, rows, now) {
 		if !r.Keep {
 			t.Errorf("a disabled plan's timeline deletes %s", r.Backup)
+		}
+	}
+}
+
+// TestDecideCatalog: a pass reads exactly what BackupsForRetention returns
+// row by row (the plan's valid backups, names and times intact: nothing of
+// another plan, nothing invalid or being pruned) through the packed string,
+// and the invalid ones beside them; an empty catalog decides nothing.
+func TestDecideCatalog(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	migrations, err := lbsql.Migrations(Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdb, err := store.Open(ctx, filepath.Join(t.TempDir(), "state.db"), store.NewOptions("test", migrations))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	q := db.New(sdb.R)
+	spec := schedule.MustParse("1h,1d/7d")
+	now := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
+
+	pruned, kept, err := decideCatalog(ctx, sdb.R, "p", spec, 1, now)
+	if err != nil || len(pruned) != 0 || kept != 0 {
+		t.Fatalf("empty catalog: pruned %v, kept %d, %v", pruned, kept, err)
+	}
+
+	zone := time.FixedZone("", -5*3600)
+	name := func(ago time.Duration) string { return backup.FormatName(now.Add(-ago).In(zone)) }
+	put := func(plan string, ago time.Duration, state, problem string) {
+		t.Helper()
+		err := sdb.Update(ctx, func(tx *store.Tx) error {
+			return db.New(tx).BackupPut(ctx, db.BackupPutParams{Plan: plan, Name: name(ago), Dir: "/b", NameTime: now.Add(-ago).Unix(),
+				State: state, Problem: problem, CheckedAt: now.UnixMilli()})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("p", 30*time.Minute, stateValid, "")
+	put("p", 40*time.Minute, stateValid, "") // the oldest in its 1h slot: kept
+	put("p", 8*24*time.Hour, stateValid, "") // past T
+	put("p", 9*24*time.Hour, stateInvalid, "bad")
+	put("p", 45*time.Minute, stateInvalid, "bad")          // young: kept, holds no slot
+	put("p", 50*time.Minute, statePruning, "earlier pass") // being removed: not decided again
+	put("other", 35*time.Minute, stateValid, "")
+
+	rows, err := q.BackupsForRetention(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := q.BackupsForRetentionPacked(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpacked, err := unpackRetention(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []schedule.Backup
+	for _, r := range rows {
+		want = append(want, schedule.Backup{Name: r.Name, Time: time.Unix(r.NameTime, 0), Verified: true})
+	}
+	byName := func(a, b schedule.Backup) int { return strings.Compare(a.Name, b.Name) }
+	slices.SortFunc(want, byName)
+	slices.SortFunc(unpacked, byName)
+	if len(want) != 3 || !slices.EqualFunc(unpacked, want, sameBackup) {
+		t.Errorf("packed %q unpacks to %v; row by row %v", packed, unpacked, rows)
+	}
+
+	pruned, kept, err = decideCatalog(ctx, sdb.R, "p", spec, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range pruned {
+		got[p.Backup] = p.Reason
+	}
+	wantPruned := map[string]string{
+		name(30 * time.Minute):   "band 1 (1h) slot 0: newer than the kept oldest",
+		name(8 * 24 * time.Hour): "T (7d) old or older",
+		name(9 * 24 * time.Hour): "invalid (bad) and T (7d) old or older",
+	}
+	if !maps.Equal(got, wantPruned) {
+		t.Errorf("pruned %v, want %v", got, wantPruned)
+	}
+	if kept != 1 {
+		t.Errorf("kept %d valid, want 1", kept)
+	}
+}
+
+func sameBackup(a, b schedule.Backup) bool {
+	return a.Name == b.Name && a.Time.Equal(b.Time) && a.Verified == b.Verified
+}
+
+func TestUnpackRetention(t *testing.T) {
+	t.Parallel()
+	got, err := unpackRetention("1736510400 backup-2025-01-10_07-00-00-0500,-60 backup-1969-12-31_23-59-00+0000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []schedule.Backup{
+		{Name: "backup-2025-01-10_07-00-00-0500", Time: time.Unix(1736510400, 0), Verified: true},
+		{Name: "backup-1969-12-31_23-59-00+0000", Time: time.Unix(-60, 0), Verified: true},
+	}
+	if !slices.EqualFunc(got, want, sameBackup) {
+		t.Errorf("unpacked %v, want %v", got, want)
+	}
+	if got, err := unpackRetention(""); err != nil || len(got) != 0 {
+		t.Errorf("empty: %v, %v", got, err)
+	}
+	for _, bad := range []string{"x backup-a", "12", "12 ", "1,2 b", "12 a,", ","} {
+		if _, err := unpackRetention(bad); err == nil {
+			t.Errorf("unpackRetention(%q) read it", bad)
 		}
 	}
 }

@@ -360,14 +360,11 @@ func (w *writer) close() error {
 // and a whole deciding pass (the catalog read from the service database,
 // then the rule), each the best of five.
 func benchRetention(ctx context.Context, dir string) (rule, pass time.Duration, err error) {
-	spec := schedule.MustParse("5m,15m,1h,2h,4h,8h,1d/7d")
-	now := time.Now().Truncate(time.Second)
-	// One every 6s: the catalog spans a week, so every band is crowded.
-	var backups []schedule.Backup
-	for i := range CatalogSize {
-		t := now.Add(-time.Duration(i) * 6 * time.Second)
-		backups = append(backups, schedule.Backup{Name: backup.FormatName(t), Time: t, Verified: true})
+	c, err := newRetentionCatalog(ctx, filepath.Join(dir, "catalog", "state.db"))
+	if err != nil {
+		return 0, 0, err
 	}
+	defer c.Close()
 	best := func(fn func() error) (time.Duration, error) {
 		var times []time.Duration
 		for range 5 {
@@ -379,33 +376,46 @@ func benchRetention(ctx context.Context, dir string) (rule, pass time.Duration, 
 		}
 		return slices.Min(times), nil
 	}
-	rule, err = best(func() error {
-		if len(spec.Retain(now, backups, 1)) != CatalogSize {
-			return errors.New("retain lost backups")
-		}
-		return nil
-	})
-	if err != nil {
+	if rule, err = best(c.Rule); err != nil {
 		return 0, 0, err
 	}
+	pass, err = best(func() error { return c.Pass(ctx) })
+	return rule, pass, err
+}
 
-	path := filepath.Join(dir, "catalog", "state.db")
+// RetentionCatalog is the retention benchmark's catalog: CatalogSize valid
+// backups of one plan, one every 6s back from now (so the catalog spans a
+// week and every band of the schedule is crowded), in a service database.
+type RetentionCatalog struct {
+	DB      *store.DB
+	Spec    schedule.Spec
+	Now     time.Time
+	Backups []schedule.Backup
+}
+
+// newRetentionCatalog creates the catalog in a new database at path.
+func newRetentionCatalog(ctx context.Context, path string) (*RetentionCatalog, error) {
+	c := &RetentionCatalog{Spec: schedule.MustParse("5m,15m,1h,2h,4h,8h,1d/7d"), Now: time.Now().Truncate(time.Second)}
+	for i := range CatalogSize {
+		t := c.Now.Add(-time.Duration(i) * 6 * time.Second)
+		c.Backups = append(c.Backups, schedule.Backup{Name: backup.FormatName(t), Time: t, Verified: true})
+	}
 	_ = os.RemoveAll(filepath.Dir(path))
 	migrations, err := lbsql.Migrations(backupscheduler.Name)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	sdb, err := store.Open(ctx, path, store.NewOptions("bench", migrations))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	defer sdb.Close()
+	c.DB = sdb
 	err = sdb.Update(ctx, func(tx *store.Tx) error {
 		q := db.New(tx)
-		for _, b := range backups {
+		for _, b := range c.Backups {
 			if err := q.BackupPut(ctx, db.BackupPutParams{
 				Plan: "bench", Name: b.Name, Dir: "/backups", NameTime: b.Time.Unix(), Kind: "scheduled",
-				State: "valid", CheckedAt: now.UnixMilli(),
+				State: "valid", CheckedAt: c.Now.UnixMilli(),
 			}); err != nil {
 				return err
 			}
@@ -413,14 +423,29 @@ func benchRetention(ctx context.Context, dir string) (rule, pass time.Duration, 
 		return nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("benchmark: catalog: %w", err)
+		sdb.Close()
+		return nil, fmt.Errorf("benchmark: catalog: %w", err)
 	}
-	pass, err = best(func() error {
-		_, kept, err := backupscheduler.RetentionPass(ctx, sdb.R, "bench", spec, 1, now)
-		if err == nil && kept > spec.SteadyState()+1 {
-			err = fmt.Errorf("kept %d of a steady state of %d", kept, spec.SteadyState())
-		}
-		return err
-	})
-	return rule, pass, err
+	return c, nil
+}
+
+// Close closes the catalog's database.
+func (c *RetentionCatalog) Close() error { return c.DB.Close() }
+
+// Rule runs the retention rule alone over the catalog's backups.
+func (c *RetentionCatalog) Rule() error {
+	if len(c.Spec.Retain(c.Now, c.Backups, 1)) != CatalogSize {
+		return errors.New("retain lost backups")
+	}
+	return nil
+}
+
+// Pass runs a whole deciding pass: the catalog read from the database, then
+// the rule.
+func (c *RetentionCatalog) Pass(ctx context.Context) error {
+	_, kept, err := backupscheduler.RetentionPass(ctx, c.DB.R, "bench", c.Spec, 1, c.Now)
+	if err == nil && kept > c.Spec.SteadyState()+1 {
+		err = fmt.Errorf("kept %d of a steady state of %d", kept, c.Spec.SteadyState())
+	}
+	return err
 }

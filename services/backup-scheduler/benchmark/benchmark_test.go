@@ -2,6 +2,7 @@ package benchmark
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -68,4 +69,31 @@ func BenchmarkBackup(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkRetention times the retention rule alone and a whole deciding
+// pass over a catalog of CatalogSize backups (DESIGN §5: under 100 ms),
+// without the backup benchmark's database and writer.
+func BenchmarkRetention(b *testing.B) {
+	c, err := newRetentionCatalog(b.Context(), filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.Run("rule", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.Rule(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pass", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := c.Pass(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
