@@ -471,11 +471,14 @@ func TestFailuresAreReported(t *testing.T) {
 	for _, c := range cases {
 		plans = append(plans, c.plan)
 	}
-	startNode(t, b, Config{Plans: plans}, t.TempDir(), rec)
+	// The schedule runs on a fake clock, moved on a slot at a time.
+	n := startClocked(t, b, Config{Plans: plans}, t.TempDir(), rec, newFakeClock(time.Now()))
+	var twice []func() error
 	for _, c := range cases {
 		// Two failures: the plan is kept and retried at its next slot.
-		waitFor(t, 60*time.Second, rec.atLeast(c.plan.Name, 2, "BackupFailed", isFailed))
+		twice = append(twice, rec.atLeast(c.plan.Name, 2, "BackupFailed", isFailed))
 	}
+	n.advanceUntil(time.Second, 60*time.Second, allOf(twice...))
 	for _, c := range cases {
 		t.Run(c.plan.Name, func(t *testing.T) {
 			if n := rec.count(c.plan.Name, isTaken); n != 0 {
@@ -852,7 +855,10 @@ func TestFullOrReadOnlyBackupDirectory(t *testing.T) {
 	filler := fill(t, fullFS)
 	full := sqlitePlan("full", "1s,2s/4s", src, filepath.Join(fullFS, "backups"))
 	ro := sqlitePlan("ro", "1s,2s/4s", src, filepath.Join(roFS, "backups"))
-	startNode(t, b, Config{Plans: []Plan{full, ro}}, t.TempDir(), rec)
+	// The schedule runs on a fake clock, moved on a slot at a time.
+	n := startClocked(t, b, Config{Plans: []Plan{full, ro}}, t.TempDir(), rec, newFakeClock(time.Now()))
+	n.advanceUntil(time.Second, 60*time.Second, allOf(
+		rec.atLeast(full.Name, 2, "BackupFailed", isFailed), rec.atLeast(ro.Name, 2, "BackupFailed", isFailed)))
 
 	for _, c := range []struct {
 		plan Plan
@@ -861,7 +867,6 @@ func TestFullOrReadOnlyBackupDirectory(t *testing.T) {
 		{full, "is full: free space"},
 		{ro, "read-only file system"},
 	} {
-		waitFor(t, 60*time.Second, rec.atLeast(c.plan.Name, 2, "BackupFailed", isFailed))
 		for _, e := range rec.all() {
 			if f := e.Failed; f != nil && f.Plan == c.plan.Name {
 				t.Logf("%s: step %s: %s", c.plan.Name, f.Step, f.Error)
@@ -893,8 +898,9 @@ func TestFullOrReadOnlyBackupDirectory(t *testing.T) {
 	if out, err := execOut("mount", "-o", "remount,rw", roFS); err != nil {
 		t.Fatalf("remount: %v: %s", err, out)
 	}
+	n.advanceUntil(time.Second, 30*time.Second, allOf(
+		rec.atLeast(full.Name, 1, "BackupTaken", isTaken), rec.atLeast(ro.Name, 1, "BackupTaken", isTaken)))
 	for _, p := range []Plan{full, ro} {
-		waitFor(t, 30*time.Second, rec.atLeast(p.Name, 1, "BackupTaken", isTaken))
 		for _, name := range names(t, p.Directory) {
 			if !backup.IsName(name) {
 				continue
