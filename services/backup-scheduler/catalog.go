@@ -164,6 +164,20 @@ func quickCheck(dir, name string, r db.Backup) error {
 // check verifies backup e of plan p in full and returns its catalog row and
 // its manifest.
 func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) (db.BackupPutParams, backup.Manifest) {
+	return checkWith(ctx, p, e, now, fileSHA256)
+}
+
+// checkWith is check with the manifest's SHA-256 taken by hashManifest.
+//
+// A manifest that verifies but cannot then be hashed (the backup changed
+// under the check, or its disk is failing) makes the backup invalid, with
+// the error as the reason, rather than failing the whole rebuild: the
+// operator sees which backup and why in `lifeboat backup list`, the other
+// backups of the plan are still cataloged, and the next rebuild checks an
+// invalid backup in full again, so a passing fault clears itself. A valid
+// row with an empty sum would be worse than either: BackupTaken would
+// announce it with no sha256 for sync and restore to check against.
+func checkWith(ctx context.Context, p Plan, e backup.Entry, now time.Time, hashManifest func(string) (string, error)) (db.BackupPutParams, backup.Manifest) {
 	put := db.BackupPutParams{
 		Plan: p.Name, Name: e.Name, Dir: p.Directory, NameTime: e.Time.Unix(),
 		State: stateValid, CheckedAt: now.UnixMilli(), VerifiedAt: sql.NullInt64{Int64: now.UnixMilli(), Valid: true},
@@ -182,6 +196,12 @@ func check(ctx context.Context, p Plan, e backup.Entry, now time.Time) (db.Backu
 	if !m.ConsistentAt.IsZero() {
 		put.ConsistentAt = m.ConsistentAt.UnixMilli()
 	}
-	put.Sha256, _ = fileSHA256(filepath.Join(p.Directory, e.Name, backup.ManifestName))
+	sum, err := hashManifest(filepath.Join(p.Directory, e.Name, backup.ManifestName))
+	switch {
+	case err == nil:
+		put.Sha256 = sum
+	case put.State == stateValid:
+		put.State, put.Problem = stateInvalid, fmt.Sprintf("%s verified but could not be hashed: %v (check the disk; the next rebuild checks it again)", backup.ManifestName, err)
+	}
 	return put, m
 }
