@@ -3,7 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 )
 
 var (
@@ -88,6 +89,14 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 	}
 }
 
+// call asks service's endpoint, with no request, and decodes the answer
+// into reply, waiting at most timeout.
+func call(t *testing.T, nc *nats.Conn, timeout time.Duration, service, endpoint string, reply any) error {
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	return client.Call(ctx, nc, service, endpoint, nil, reply)
+}
+
 // TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM is the foundation's
 // "done when" as an operator would check it, against the real binary: a
 // plain `nats pub` of a HostDown is handled, a broken one is dead-lettered
@@ -116,8 +125,7 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 	})
 	defer nc.Close()
 	waitFor(t, 30*time.Second, func() error {
-		_, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "status"), nil, time.Second)
-		return err
+		return call(t, nc, time.Second, events.ServiceVolumeMonitor, api.Status, nil)
 	})
 	js, _ := jetstream.New(nc)
 	names := js.StreamNames(context.Background())
@@ -137,17 +145,9 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, func() error {
-		m, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "hosts"), nil, time.Second)
-		if err != nil {
+		var hosts []api.Host
+		if err := call(t, nc, time.Second, events.ServiceVolumeMonitor, api.Hosts, &hosts); err != nil {
 			return err
-		}
-		var hosts []struct {
-			Host, State string
-			LastSeen    *time.Time `json:"last_seen"`
-			Services    []string
-		}
-		if err := json.Unmarshal(m.Data, &hosts); err != nil {
-			return fmt.Errorf("%s: %v", m.Data, err)
 		}
 		h1Down, selfSeen := false, false
 		for _, h := range hosts {
@@ -156,7 +156,7 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 			selfSeen = selfSeen || (h.Host == "it-host" && h.LastSeen != nil && len(h.Services) == len(events.Services))
 		}
 		if !h1Down || !selfSeen {
-			return fmt.Errorf("want h1 down and it-host heartbeating in %s", m.Data)
+			return fmt.Errorf("want h1 down and it-host heartbeating in %+v", hosts)
 		}
 		return nil
 	})
@@ -171,7 +171,7 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 		return nil
 	})
 	// Still running, still answering.
-	if _, err := nc.Request(events.APISubject(events.ServiceVolumeMonitor, "status"), nil, 2*time.Second); err != nil {
+	if err := call(t, nc, 2*time.Second, events.ServiceVolumeMonitor, api.Status, nil); err != nil {
 		t.Fatalf("lifeboat stopped answering after a bad message: %v\n%s", err, logs.String())
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/schedule"
 	"lifeboat.dev/pkg/service"
@@ -21,127 +22,9 @@ import (
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 )
 
-// The service's endpoints, at lifeboat.api.backup-scheduler.<name>.
-const (
-	// EndpointPlanList takes nothing and answers []PlanView.
-	EndpointPlanList = "plan-list"
-	// EndpointPlanShow takes PlanRequest and answers PlanDetail.
-	EndpointPlanShow = "plan-show"
-	// EndpointPlanSet takes PlanSetRequest and answers PlanView.
-	EndpointPlanSet = "plan-set"
-	// EndpointPlanDisable takes PlanRequest and answers PlanView.
-	EndpointPlanDisable = "plan-disable"
-	// EndpointPlanEnable takes PlanRequest and answers PlanView.
-	EndpointPlanEnable = "plan-enable"
-	// EndpointBackupList takes BackupListRequest and answers []BackupView.
-	EndpointBackupList = "backup-list"
-	// EndpointBackupVerify takes VerifyRequest and answers []VerifyResult.
-	EndpointBackupVerify = "backup-verify"
-	// EndpointCatalogRebuild takes RebuildRequest and answers []RebuildResult.
-	EndpointCatalogRebuild = "catalog-rebuild"
-)
-
-// PlanView is a plan and its scheduler state.
-type PlanView struct {
-	Plan
-	Origin        string     `json:"origin"` // config, api or builtin
-	NextDueAt     *time.Time `json:"next_due_at,omitempty"`
-	LastAttemptAt *time.Time `json:"last_attempt_at,omitempty"`
-	LastBackup    string     `json:"last_backup,omitempty"`
-	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
-	LastError     string     `json:"last_error,omitempty"`
-	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
-	Backups       int        `json:"backups"` // valid backups in the catalog
-	Invalid       int        `json:"invalid"` // backups that do not verify
-	SteadyState   int        `json:"steady_state"`
-	Doing         string     `json:"doing,omitempty"` // the job running now
-}
-
-// PlanDetail is a plan with its schedule's bands and its retention
-// timeline: each backup with what a pruning pass now would do with it.
-type PlanDetail struct {
-	PlanView
-	Bands     []schedule.Band `json:"bands"`
-	Retention []Retained      `json:"retention"`
-}
-
-// Retained is one backup in a plan's retention timeline.
-type Retained struct {
-	Backup  string `json:"backup"`
-	Age     string `json:"age"`
-	AgeSecs int64  `json:"age_seconds"`
-	State   string `json:"state"`
-	Keep    bool   `json:"keep"`
-	Rule    string `json:"rule"`
-	age     time.Duration
-}
-
-// BackupView is one backup in the catalog.
-type BackupView struct {
-	Plan         string     `json:"plan"`
-	Name         string     `json:"name"`
-	Dir          string     `json:"dir"`
-	Time         time.Time  `json:"time"` // the time in the name
-	Instance     string     `json:"instance"`
-	StoreKind    string     `json:"store_kind"`
-	Kind         string     `json:"kind"`
-	Bytes        int64      `json:"bytes"`
-	SHA256       string     `json:"sha256"` // of MANIFEST.json
-	TakenAt      *time.Time `json:"taken_at,omitempty"`
-	ConsistentAt *time.Time `json:"consistent_at,omitempty"`
-	State        string     `json:"state"` // valid, invalid or pruning
-	Problem      string     `json:"problem,omitempty"`
-	CheckedAt    time.Time  `json:"checked_at"`
-	VerifiedAt   *time.Time `json:"verified_at,omitempty"`
-}
-
-// PlanRequest names a plan.
-type PlanRequest struct {
-	Name string `json:"name"`
-}
-
-// PlanSetRequest creates a plan or changes the fields it sets. A new plan
-// needs at least a schedule, a directory and a store.
-type PlanSetRequest struct {
-	Name        string    `json:"name"`
-	Instance    *string   `json:"instance,omitempty"`
-	Description *string   `json:"description,omitempty"`
-	Schedule    *string   `json:"schedule,omitempty"`
-	Directory   *string   `json:"directory,omitempty"`
-	Store       *Store    `json:"store,omitempty"`
-	Hooks       *Hooks    `json:"hooks,omitempty"`
-	Targets     *[]string `json:"targets,omitempty"`
-	MinKeep     *int      `json:"min_keep,omitempty"`
-	Disabled    *bool     `json:"disabled,omitempty"`
-}
-
-// BackupListRequest filters the catalog by plan (all plans when empty).
-type BackupListRequest struct {
-	Plan string `json:"plan,omitempty"`
-}
-
-// VerifyRequest names what to verify in full: one backup by name, every
-// backup of a plan, or (both empty) every backup of every plan.
-type VerifyRequest struct {
-	Plan string `json:"plan,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
-// VerifyResult is one backup's verification.
-type VerifyResult struct {
-	Plan    string `json:"plan"`
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Problem string `json:"problem,omitempty"`
-	Bytes   int64  `json:"bytes"`
-}
-
-// RebuildRequest asks for a catalog rebuild of one plan (all when empty);
-// Full verifies every file instead of checking the manifests.
-type RebuildRequest struct {
-	Plan string `json:"plan,omitempty"`
-	Full bool   `json:"full,omitempty"`
-}
+// The service's endpoints are at lifeboat.api.backup-scheduler.<name>;
+// their names and their request and reply types are the contract's
+// (lifeboat.dev/events/api: api.PlanList, api.PlanView, ...).
 
 // apiTimeout bounds the work of one API call; verification of large
 // backups is the longest.
@@ -149,20 +32,20 @@ const apiTimeout = time.Hour
 
 func (s *Service) endpoints() []service.Endpoint {
 	return []service.Endpoint{
-		{Name: EndpointPlanList, Handler: s.async(func(ctx context.Context, _ []byte) (any, error) { return s.planList(ctx) })},
-		{Name: EndpointPlanShow, Handler: s.async(withReq(s.planShow))},
-		{Name: EndpointPlanSet, Handler: s.async(withReq(s.planSet))},
-		{Name: EndpointPlanDisable, Handler: s.async(withReq(func(ctx context.Context, r PlanRequest) (any, error) {
+		{Name: api.PlanList, Handler: s.async(func(ctx context.Context, _ []byte) (any, error) { return s.planList(ctx) })},
+		{Name: api.PlanShow, Handler: s.async(withReq(s.planShow))},
+		{Name: api.PlanSet, Handler: s.async(withReq(s.planSet))},
+		{Name: api.PlanDisable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
 			t := true
-			return s.planSet(ctx, PlanSetRequest{Name: r.Name, Disabled: &t})
+			return s.planSet(ctx, api.PlanSetRequest{Name: r.Name, Disabled: &t})
 		}))},
-		{Name: EndpointPlanEnable, Handler: s.async(withReq(func(ctx context.Context, r PlanRequest) (any, error) {
+		{Name: api.PlanEnable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
 			f := false
-			return s.planSet(ctx, PlanSetRequest{Name: r.Name, Disabled: &f})
+			return s.planSet(ctx, api.PlanSetRequest{Name: r.Name, Disabled: &f})
 		}))},
-		{Name: EndpointBackupList, Handler: s.async(withReq(s.backupList))},
-		{Name: EndpointBackupVerify, Handler: s.async(withReq(s.verify))},
-		{Name: EndpointCatalogRebuild, Handler: s.async(withReq(s.rebuildAll))},
+		{Name: api.BackupList, Handler: s.async(withReq(s.backupList))},
+		{Name: api.BackupVerify, Handler: s.async(withReq(s.verify))},
+		{Name: api.CatalogRebuild, Handler: s.async(withReq(s.rebuildAll))},
 	}
 }
 
@@ -209,13 +92,13 @@ func ptimeMs(ms int64) *time.Time {
 	return &t
 }
 
-func (s *Service) view(r db.Plan, backups []db.Backup) (PlanView, error) {
+func (s *Service) view(r db.Plan, backups []db.Backup) (api.PlanView, error) {
 	p, err := decodePlan(r)
 	if err != nil {
-		return PlanView{}, err
+		return api.PlanView{}, err
 	}
-	v := PlanView{
-		Plan: p, Origin: r.Origin, NextDueAt: ptime(r.NextDueAt), LastAttemptAt: ptime(r.LastAttemptAt),
+	v := api.PlanView{
+		Plan: wirePlan(p), Origin: r.Origin, NextDueAt: ptime(r.NextDueAt), LastAttemptAt: ptime(r.LastAttemptAt),
 		LastBackup: r.LastBackup, LastSuccessAt: ptime(r.LastSuccessAt), LastError: r.LastError, LastErrorAt: ptime(r.LastErrorAt),
 		SteadyState: p.Spec().SteadyState(), Doing: s.getDoing(p.Name),
 	}
@@ -233,7 +116,7 @@ func (s *Service) view(r db.Plan, backups []db.Backup) (PlanView, error) {
 	return v, nil
 }
 
-func (s *Service) planList(ctx context.Context) ([]PlanView, error) {
+func (s *Service) planList(ctx context.Context) ([]api.PlanView, error) {
 	q := db.New(s.rt.DB.R)
 	rows, err := q.PlanList(ctx)
 	if err != nil {
@@ -247,7 +130,7 @@ func (s *Service) planList(ctx context.Context) ([]PlanView, error) {
 	for _, b := range all {
 		byPlan[b.Plan] = append(byPlan[b.Plan], b)
 	}
-	out := []PlanView{}
+	out := []api.PlanView{}
 	for _, r := range rows {
 		v, err := s.view(r, byPlan[r.Name])
 		if err != nil {
@@ -258,7 +141,7 @@ func (s *Service) planList(ctx context.Context) ([]PlanView, error) {
 	return out, nil
 }
 
-func (s *Service) planShow(ctx context.Context, req PlanRequest) (any, error) {
+func (s *Service) planShow(ctx context.Context, req api.PlanRequest) (any, error) {
 	q := db.New(s.rt.DB.R)
 	r, err := q.PlanGet(ctx, req.Name)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -275,12 +158,20 @@ func (s *Service) planShow(ctx context.Context, req PlanRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return PlanDetail{PlanView: v, Bands: v.Spec().Bands(), Retention: timeline(v.Plan, backups, time.Now())}, nil
+	p, err := decodePlan(r)
+	if err != nil {
+		return nil, err
+	}
+	bands := []api.Band{}
+	for _, b := range p.Spec().Bands() {
+		bands = append(bands, api.Band(b))
+	}
+	return api.PlanDetail{PlanView: v, Bands: bands, Retention: timeline(p, backups, time.Now())}, nil
 }
 
 // timeline is what a pruning pass at now would do with each backup, newest
 // first.
-func timeline(p Plan, rows []db.Backup, now time.Time) []Retained {
+func timeline(p Plan, rows []db.Backup, now time.Time) []api.Retained {
 	var valid []db.BackupsForRetentionRow
 	var invalid []db.BackupsInvalidRow
 	for _, r := range rows {
@@ -308,10 +199,10 @@ func timeline(p Plan, rows []db.Backup, now time.Time) []Retained {
 			keepWhy[d.Backup.Name] = d.Rule
 		}
 	}
-	out := []Retained{}
+	out := []api.Retained{}
 	for _, r := range rows {
 		age := now.Sub(time.Unix(r.NameTime, 0))
-		t := Retained{Backup: r.Name, Age: schedule.FormatDuration(age.Truncate(time.Second)), AgeSecs: int64(age / time.Second), State: r.State, age: age}
+		t := api.Retained{Backup: r.Name, Age: schedule.FormatDuration(age.Truncate(time.Second)), AgeSecs: int64(age / time.Second), State: r.State}
 		switch {
 		case why[r.Name] != "":
 			t.Rule = why[r.Name]
@@ -327,14 +218,16 @@ func timeline(p Plan, rows []db.Backup, now time.Time) []Retained {
 		}
 		out = append(out, t)
 	}
-	slices.SortStableFunc(out, func(a, b Retained) int { return cmp.Compare(a.age, b.age) })
+	// Names carry whole seconds, so the ages in whole seconds order them
+	// as the exact ages do.
+	slices.SortStableFunc(out, func(a, b api.Retained) int { return cmp.Compare(a.AgeSecs, b.AgeSecs) })
 	return out
 }
 
 // planSet creates or changes a plan. The change is validated like the
 // config file; a plan keeps its origin, so a config-declared plan changed
 // here keeps the change until the file's declaration of it changes.
-func (s *Service) planSet(ctx context.Context, req PlanSetRequest) (any, error) {
+func (s *Service) planSet(ctx context.Context, req api.PlanSetRequest) (any, error) {
 	var rebuild bool
 	var name string
 	err := s.rt.DB.Update(ctx, func(tx *store.Tx) error {
@@ -406,7 +299,7 @@ func (s *Service) planSet(ctx context.Context, req PlanSetRequest) (any, error) 
 	return s.view(r, backups)
 }
 
-func applyPatch(p *Plan, req PlanSetRequest) {
+func applyPatch(p *Plan, req api.PlanSetRequest) {
 	set := func(dst *string, v *string) {
 		if v != nil {
 			*dst = *v
@@ -417,10 +310,10 @@ func applyPatch(p *Plan, req PlanSetRequest) {
 	set(&p.Schedule, req.Schedule)
 	set(&p.Directory, req.Directory)
 	if req.Store != nil {
-		p.Store = *req.Store
+		p.Store = storeOf(*req.Store)
 	}
 	if req.Hooks != nil {
-		p.Hooks = *req.Hooks
+		p.Hooks = hooksOf(*req.Hooks)
 	}
 	if req.Targets != nil {
 		p.Targets = *req.Targets
@@ -433,8 +326,8 @@ func applyPatch(p *Plan, req PlanSetRequest) {
 	}
 }
 
-func backupView(b db.Backup) BackupView {
-	return BackupView{
+func backupView(b db.Backup) api.BackupView {
+	return api.BackupView{
 		Plan: b.Plan, Name: b.Name, Dir: b.Dir, Time: time.Unix(b.NameTime, 0).UTC(), Instance: b.Instance,
 		StoreKind: b.StoreKind, Kind: b.Kind, Bytes: b.Bytes, SHA256: b.Sha256,
 		TakenAt: ptimeMs(b.TakenAt), ConsistentAt: ptimeMs(b.ConsistentAt),
@@ -442,7 +335,7 @@ func backupView(b db.Backup) BackupView {
 	}
 }
 
-func (s *Service) backupList(ctx context.Context, req BackupListRequest) (any, error) {
+func (s *Service) backupList(ctx context.Context, req api.BackupListRequest) (any, error) {
 	q := db.New(s.rt.DB.R)
 	var rows []db.Backup
 	var err error
@@ -457,7 +350,7 @@ func (s *Service) backupList(ctx context.Context, req BackupListRequest) (any, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BackupView, 0, len(rows))
+	out := make([]api.BackupView, 0, len(rows))
 	for _, b := range rows {
 		out = append(out, backupView(b))
 	}
@@ -494,12 +387,12 @@ func (s *Service) plansFor(ctx context.Context, name string) ([]Plan, error) {
 	return out, nil
 }
 
-func (s *Service) rebuildAll(ctx context.Context, req RebuildRequest) (any, error) {
+func (s *Service) rebuildAll(ctx context.Context, req api.RebuildRequest) (any, error) {
 	plans, err := s.plansFor(ctx, req.Plan)
 	if err != nil {
 		return nil, err
 	}
-	out := []RebuildResult{}
+	out := []api.RebuildResult{}
 	for _, p := range plans {
 		var res RebuildResult
 		err := s.withPlan(ctx, p.Name, "rebuilding the catalog", func() error {
@@ -510,13 +403,13 @@ func (s *Service) rebuildAll(ctx context.Context, req RebuildRequest) (any, erro
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", p.Name, err)
 		}
-		out = append(out, res)
+		out = append(out, api.RebuildResult(res))
 	}
 	return out, nil
 }
 
 // verify re-reads backups in full and records the outcome in the catalog.
-func (s *Service) verify(ctx context.Context, req VerifyRequest) (any, error) {
+func (s *Service) verify(ctx context.Context, req api.VerifyRequest) (any, error) {
 	plans, err := s.plansFor(ctx, req.Plan)
 	if err != nil {
 		return nil, err
@@ -524,7 +417,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (any, error) {
 	if req.Name != "" && !backup.IsName(req.Name) {
 		return nil, service.BadRequest(fmt.Errorf("%q is not a backup name (want backup-YYYY-MM-DD_HH-MM-SS-ZZZZ; lifeboat backup list shows them)", req.Name))
 	}
-	out := []VerifyResult{}
+	out := []api.VerifyResult{}
 	for _, p := range plans {
 		if req.Name != "" {
 			if _, err := os.Stat(filepath.Join(p.Directory, req.Name)); err != nil {
@@ -549,7 +442,7 @@ func (s *Service) verify(ctx context.Context, req VerifyRequest) (any, error) {
 			}
 			for _, r := range rows {
 				if req.Name == "" || r.Name == req.Name {
-					out = append(out, VerifyResult{Plan: p.Name, Name: r.Name, State: r.State, Problem: r.Problem, Bytes: r.Bytes})
+					out = append(out, api.VerifyResult{Plan: p.Name, Name: r.Name, State: r.State, Problem: r.Problem, Bytes: r.Bytes})
 				}
 			}
 			return nil
@@ -570,5 +463,39 @@ func (s *Service) status(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"plans": plans}, nil
+	return api.BackupSchedulerStatus{Plans: plans}, nil
+}
+
+// wirePlan is p as the API shows it.
+func wirePlan(p Plan) api.Plan {
+	w := api.Plan{
+		Name: p.Name, Instance: p.Instance, Description: p.Description, Schedule: p.Schedule, Directory: p.Directory,
+		Store: api.Store{Kind: p.Store.Kind, Path: p.Store.Path, Include: p.Store.Include, Exclude: p.Store.Exclude,
+			Dump: p.Store.Dump, Load: p.Store.Load, Env: p.Store.Env, Timeout: api.Duration(p.Store.Timeout)},
+		Targets: p.Targets, Disabled: p.Disabled, MinKeep: p.MinKeep,
+	}
+	if h := p.Hooks.Pre; h != nil {
+		w.Hooks.Pre = &api.Hook{Command: h.Command, Timeout: api.Duration(h.Timeout)}
+	}
+	if h := p.Hooks.Post; h != nil {
+		w.Hooks.Post = &api.Hook{Command: h.Command, Timeout: api.Duration(h.Timeout)}
+	}
+	return w
+}
+
+// storeOf is the store an API request asks for.
+func storeOf(s api.Store) Store {
+	return Store{Kind: s.Kind, Path: s.Path, Include: s.Include, Exclude: s.Exclude, Dump: s.Dump, Load: s.Load, Env: s.Env, Timeout: Duration(s.Timeout)}
+}
+
+// hooksOf are the hooks an API request asks for.
+func hooksOf(h api.Hooks) Hooks {
+	var out Hooks
+	if h.Pre != nil {
+		out.Pre = &Hook{Command: h.Pre.Command, Timeout: Duration(h.Pre.Timeout)}
+	}
+	if h.Post != nil {
+		out.Post = &Hook{Command: h.Post.Command, Timeout: Duration(h.Post.Timeout)}
+	}
+	return out
 }

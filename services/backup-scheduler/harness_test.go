@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,15 +18,97 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	_ "modernc.org/sqlite"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
+	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
 )
+
+// The contract's endpoint names and wire types (lifeboat.dev/events/api)
+// under the names this package's tests use.
+const (
+	EndpointPlanList       = api.PlanList
+	EndpointPlanShow       = api.PlanShow
+	EndpointPlanSet        = api.PlanSet
+	EndpointPlanDisable    = api.PlanDisable
+	EndpointPlanEnable     = api.PlanEnable
+	EndpointBackupList     = api.BackupList
+	EndpointBackupVerify   = api.BackupVerify
+	EndpointCatalogRebuild = api.CatalogRebuild
+)
+
+type (
+	PlanView          = api.PlanView
+	PlanDetail        = api.PlanDetail
+	BackupView        = api.BackupView
+	PlanRequest       = api.PlanRequest
+	BackupListRequest = api.BackupListRequest
+	VerifyRequest     = api.VerifyRequest
+	VerifyResult      = api.VerifyResult
+	RebuildRequest    = api.RebuildRequest
+)
+
+// PlanSetRequest is api.PlanSetRequest written with this package's Store
+// and Hooks, as the tests build plans; TestWireTypesAreTheContracts keeps
+// its JSON the contract's.
+type PlanSetRequest struct {
+	Name        string    `json:"name"`
+	Instance    *string   `json:"instance,omitempty"`
+	Description *string   `json:"description,omitempty"`
+	Schedule    *string   `json:"schedule,omitempty"`
+	Directory   *string   `json:"directory,omitempty"`
+	Store       *Store    `json:"store,omitempty"`
+	Hooks       *Hooks    `json:"hooks,omitempty"`
+	Targets     *[]string `json:"targets,omitempty"`
+	MinKeep     *int      `json:"min_keep,omitempty"`
+	Disabled    *bool     `json:"disabled,omitempty"`
+}
+
+// TestWireTypesAreTheContracts: a plan, a store and its hooks, the test's
+// PlanSetRequest and a catalog rebuild's result read in JSON as the
+// contract's types and back, unchanged: what the service sends and what it
+// is sent are the contract's, field for field.
+func TestWireTypesAreTheContracts(t *testing.T) {
+	t.Parallel()
+	keep := 3
+	p := Plan{Name: "p", Instance: "i", Description: "d", Schedule: "1h,1d/7d", Directory: "/b",
+		Store: Store{Kind: StoreCommand, Path: "/s", Include: []string{"a"}, Exclude: []string{"b"}, Dump: []string{"dump"}, Load: []string{"load"},
+			Env: []string{"K=V"}, Timeout: Duration(time.Minute)},
+		Hooks:   Hooks{Pre: &Hook{Command: []string{"pre"}, Timeout: Duration(time.Second)}, Post: &Hook{Command: []string{"post"}}},
+		Targets: []string{"t"}, Disabled: true, MinKeep: &keep}
+	s := "x"
+	for _, c := range []struct {
+		local, wire any
+	}{
+		{p, &api.Plan{}},
+		{PlanSetRequest{Name: "p", Instance: &s, Description: &s, Schedule: &s, Directory: &s, Store: &p.Store, Hooks: &p.Hooks,
+			Targets: &p.Targets, MinKeep: &keep, Disabled: &p.Disabled}, &api.PlanSetRequest{}},
+		{RebuildResult{Plan: "p", Dir: "/b", Total: 1, Added: 2, Removed: 3, Invalid: 4, Verified: 5, Announced: 6, Cleaned: []string{"c"}, Completed: 7},
+			&api.RebuildResult{}},
+	} {
+		local, err := json.Marshal(c.local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(local)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(c.wire); err != nil {
+			t.Fatalf("%T as %T: %v", c.local, c.wire, err)
+		}
+		wire, err := json.Marshal(c.wire)
+		if err != nil || string(wire) != string(local) {
+			t.Errorf("%T as %T:\n%s\n%s", c.local, c.wire, local, wire)
+		}
+	}
+	if w := wirePlan(p); !reflect.DeepEqual(storeOf(w.Store), p.Store) || !reflect.DeepEqual(hooksOf(w.Hooks), p.Hooks) {
+		t.Errorf("wirePlan, storeOf and hooksOf lose fields: %+v", w)
+	}
+}
 
 // node is the backup-scheduler running on a real embedded NATS server, and
 // what it published.
@@ -52,27 +136,19 @@ func startNode(t *testing.T, b *bus.Bus, cfg Config, dataDir string, rec *record
 // stop shuts the service down cleanly (its outbox flushed).
 func (n *node) stop() { n.stopFn() }
 
-// call asks an endpoint of the service and decodes the answer into out.
+// call asks an endpoint of the service and decodes the answer into out;
+// an error the endpoint answered with comes back as "<code> <message>".
 func call(t *testing.T, nc *nats.Conn, endpoint string, req, out any) error {
 	t.Helper()
-	var body []byte
-	if req != nil {
-		var err error
-		if body, err = json.Marshal(req); err != nil {
-			t.Fatal(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := client.Call(ctx, nc, Name, endpoint, req, out)
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%s %s", ae.Code, ae.Message)
 	}
-	msg, err := nc.Request(events.APISubject(Name, endpoint), body, 60*time.Second)
 	if err != nil {
 		t.Fatalf("%s: %v", endpoint, err)
-	}
-	if e := msg.Header.Get(micro.ErrorHeader); e != "" {
-		return fmt.Errorf("%s %s", msg.Header.Get(micro.ErrorCodeHeader), e)
-	}
-	if out != nil {
-		if err := json.Unmarshal(msg.Data, out); err != nil {
-			t.Fatalf("%s: %v: %s", endpoint, err, msg.Data)
-		}
 	}
 	return nil
 }
@@ -90,14 +166,11 @@ func take(t *testing.T, b *bus.Bus, plan string, kind events.BackupKind) string 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	env, err := bus.NewEnvelope(ctx, "test", &events.BackupTake{Plan: plan, Kind: kind, Reason: "test"})
+	id, err := client.Command(ctx, b.JS, &events.BackupTake{Plan: plan, Kind: kind, Reason: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.JS.PublishMsg(ctx, &nats.Msg{Subject: env.Subject, Header: nats.Header(env.Header), Data: env.Body}, jetstream.WithMsgID(env.ID)); err != nil {
-		t.Fatal(err)
-	}
-	return env.ID
+	return id
 }
 
 // recorded is one backup event seen on the bus, in stream order.

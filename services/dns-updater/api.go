@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
@@ -23,69 +24,13 @@ import (
 // the others, retried across restarts, and answered by DNSRecordUpdated or
 // DNSUpdateFailed on the event stream for everyone to see.
 
-// RecordsRequest asks lifeboat.api.dns-updater.records for the records of
-// one name, or (Name empty) of the zone.
-type RecordsRequest struct {
-	Name string `json:"name,omitempty"`
-}
+// The endpoints' names and their request and reply types are the
+// contract's (lifeboat.dev/events/api): api.DNSRecords takes
+// api.DNSRecordsRequest and answers api.DNSRecordsReply, api.DNSHistory
+// takes api.DNSHistoryRequest and answers api.DNSHistoryReply.
 
-// Record is one record as the records endpoint shows it.
-type Record struct {
-	Name  string `json:"name"`
-	Type  string `json:"type"`
-	Value string `json:"value"`
-	TTL   uint32 `json:"ttl"`
-	// Instance is the instance the name is declared for; empty for a
-	// record lifeboat does not own (it never changes those).
-	Instance string `json:"instance,omitempty"`
-}
-
-// RecordsReply is the records endpoint's answer. The embedded provider
-// shows every record of the zone but the SOA; the others show the names
-// lifeboat owns (or the one asked for), as their servers answer them now.
-type RecordsReply struct {
-	Zone     string   `json:"zone"`
-	Provider string   `json:"provider"`
-	Serial   uint32   `json:"serial,omitempty"`
-	Records  []Record `json:"records"`
-	// Errors are the names that could not be read, and why.
-	Errors []string `json:"errors,omitempty"`
-}
-
-// HistoryRequest asks lifeboat.api.dns-updater.history for the newest
-// changes, of one name or of all (Name empty), at most Limit (default
-// 100).
-type HistoryRequest struct {
-	Name  string `json:"name,omitempty"`
-	Limit int    `json:"limit,omitempty"`
-}
-
-// Change is one change in the history.
-type Change struct {
-	ID   int64  `json:"id"`
-	Name string `json:"name"`
-	Type string `json:"type"`
-	// Old and New are the values before and after, comma separated.
-	Old      string `json:"old"`
-	New      string `json:"new"`
-	TTL      uint32 `json:"ttl"`
-	Provider string `json:"provider"`
-	// Kind is activate (a failover), set (by hand) or ttl (lowered or
-	// restored around a planned failover).
-	Kind     string    `json:"kind,omitempty"`
-	Instance string    `json:"instance,omitempty"`
-	Epoch    int64     `json:"epoch,omitempty"`
-	At       time.Time `json:"at"`
-	// Verified says whether the authoritative servers answered the new
-	// value; VerifiedAfterMs is how long that took.
-	Verified        bool  `json:"verified"`
-	VerifiedAfterMs int64 `json:"verified_after_ms,omitempty"`
-}
-
-// HistoryReply is the history endpoint's answer, newest first.
-type HistoryReply struct {
-	Changes []Change `json:"changes"`
-}
+// Change is one change in the history, as the API and the status show it.
+type Change = api.DNSChange
 
 func changeOf(h db.DnsHistory) Change {
 	c := Change{ID: h.ID, Name: h.Name, Type: h.Type, Old: h.Old, New: h.New, TTL: uint32(h.Ttl), Provider: h.Provider,
@@ -110,7 +55,7 @@ func decodeRequest(req micro.Request, v any) error {
 func (s *Service) recordsEndpoint(req micro.Request) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var r RecordsRequest
+	var r api.DNSRecordsRequest
 	if err := decodeRequest(req, &r); err != nil {
 		service.RespondJSON(req, nil, err)
 		return
@@ -120,11 +65,11 @@ func (s *Service) recordsEndpoint(req micro.Request) {
 }
 
 // records answers the records endpoint.
-func (s *Service) records(ctx context.Context, name string) (RecordsReply, error) {
+func (s *Service) records(ctx context.Context, name string) (api.DNSRecordsReply, error) {
 	if s.p == nil {
-		return RecordsReply{}, service.NotFound(errNoZone)
+		return api.DNSRecordsReply{}, service.NotFound(errNoZone)
 	}
-	reply := RecordsReply{Zone: s.cfg.Zone, Provider: s.p.Name(), Records: []Record{}}
+	reply := api.DNSRecordsReply{Zone: s.cfg.Zone, Provider: s.p.Name(), Records: []api.DNSRecord{}}
 	if name != "" {
 		name = provider.CanonicalName(name)
 		if !provider.InZone(name, s.cfg.Zone) {
@@ -139,7 +84,7 @@ func (s *Service) records(ctx context.Context, name string) (RecordsReply, error
 		}
 		for _, r := range rows {
 			if name == "" || r.Name == name {
-				reply.Records = append(reply.Records, Record{Name: r.Name, Type: r.Type, Value: r.Value, TTL: uint32(r.Ttl), Instance: s.byName[r.Name]})
+				reply.Records = append(reply.Records, api.DNSRecord{Name: r.Name, Type: r.Type, Value: r.Value, TTL: uint32(r.Ttl), Instance: s.byName[r.Name]})
 			}
 		}
 	} else {
@@ -172,11 +117,11 @@ func (s *Service) records(ctx context.Context, name string) (RecordsReply, error
 				continue
 			}
 			for _, r := range rs {
-				reply.Records = append(reply.Records, Record{Name: r.Name, Type: r.Type, Value: r.Value, TTL: r.TTL, Instance: s.byName[r.Name]})
+				reply.Records = append(reply.Records, api.DNSRecord{Name: r.Name, Type: r.Type, Value: r.Value, TTL: r.TTL, Instance: s.byName[r.Name]})
 			}
 		}
 	}
-	slices.SortFunc(reply.Records, func(a, b Record) int {
+	slices.SortFunc(reply.Records, func(a, b api.DNSRecord) int {
 		return strings.Compare(a.Name+" "+a.Type+" "+a.Value, b.Name+" "+b.Type+" "+b.Value)
 	})
 	if name != "" && len(reply.Records) == 0 && len(reply.Errors) == 0 {
@@ -188,7 +133,7 @@ func (s *Service) records(ctx context.Context, name string) (RecordsReply, error
 func (s *Service) historyEndpoint(req micro.Request) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var r HistoryRequest
+	var r api.DNSHistoryRequest
 	if err := decodeRequest(req, &r); err != nil {
 		service.RespondJSON(req, nil, err)
 		return
@@ -198,12 +143,12 @@ func (s *Service) historyEndpoint(req micro.Request) {
 }
 
 // history answers the history endpoint.
-func (s *Service) history(ctx context.Context, r HistoryRequest) (HistoryReply, error) {
+func (s *Service) history(ctx context.Context, r api.DNSHistoryRequest) (api.DNSHistoryReply, error) {
 	switch {
 	case r.Limit == 0:
 		r.Limit = 100
 	case r.Limit < 0 || r.Limit > 100000:
-		return HistoryReply{}, service.BadRequest(fmt.Errorf("limit %d is out of range: 1 to 100000", r.Limit))
+		return api.DNSHistoryReply{}, service.BadRequest(fmt.Errorf("limit %d is out of range: 1 to 100000", r.Limit))
 	}
 	q := db.New(s.rt.DB.R)
 	var rows []db.DnsHistory
@@ -214,9 +159,9 @@ func (s *Service) history(ctx context.Context, r HistoryRequest) (HistoryReply, 
 		rows, err = q.ListHistoryByName(ctx, db.ListHistoryByNameParams{Name: provider.CanonicalName(r.Name), Limit: int64(r.Limit)})
 	}
 	if err != nil {
-		return HistoryReply{}, fmt.Errorf("history: %w", err)
+		return api.DNSHistoryReply{}, fmt.Errorf("history: %w", err)
 	}
-	reply := HistoryReply{Changes: make([]Change, 0, len(rows))}
+	reply := api.DNSHistoryReply{Changes: make([]Change, 0, len(rows))}
 	for _, h := range rows {
 		reply.Changes = append(reply.Changes, changeOf(h))
 	}

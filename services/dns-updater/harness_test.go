@@ -3,6 +3,7 @@ package dnsupdater
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,15 +13,25 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
+	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
+)
+
+// The contract's wire types (lifeboat.dev/events/api) under the names this
+// package's tests use.
+type (
+	RecordsRequest = api.DNSRecordsRequest
+	RecordsReply   = api.DNSRecordsReply
+	Record         = api.DNSRecord
+	HistoryRequest = api.DNSHistoryRequest
+	HistoryReply   = api.DNSHistoryReply
 )
 
 const testZone = "example.test."
@@ -169,15 +180,12 @@ func (h *harness) publish(ev any) bus.Envelope {
 
 // publishEnvelope sends env with msgID as its Nats-Msg-Id: the envelope's
 // own id for a first delivery, another to get a copy past JetStream's
-// duplicate window (what a redelivery looks like to the service).
+// duplicate window (what a redelivery looks like to the service). The
+// copy keeps the envelope's ce-id.
 func (h *harness) publishEnvelope(env bus.Envelope, msgID string) {
 	h.t.Helper()
-	hdr := nats.Header{}
-	for k, v := range env.Header {
-		hdr[k] = v
-	}
-	hdr.Set(bus.HeaderMsgID, msgID)
-	if _, err := h.b.JS.PublishMsg(context.Background(), &nats.Msg{Subject: env.Subject, Header: hdr, Data: env.Body}); err != nil {
+	env.ID = msgID
+	if _, err := client.Publish(context.Background(), h.b.JS, env); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -214,30 +222,27 @@ func (h *harness) waitFailed(n int) events.DNSUpdateFailed {
 	return got[n-1]
 }
 
-// request calls one of the service's endpoints and decodes the answer.
+// request calls one of the service's endpoints and decodes the answer;
+// an error the endpoint answered with comes back as "<code> <message>".
 func (h *harness) request(endpoint string, req, reply any) error {
 	h.t.Helper()
-	body, err := json.Marshal(req)
-	if err != nil {
-		h.t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := client.Call(ctx, h.b.NC, Name, endpoint, req, reply)
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%s %s", ae.Code, ae.Message)
 	}
-	m, err := h.b.NC.Request(events.APISubject(Name, endpoint), body, 5*time.Second)
 	if err != nil {
 		h.t.Fatalf("%s: %v", endpoint, err)
-	}
-	if e := m.Header.Get(micro.ErrorHeader); e != "" {
-		return fmt.Errorf("%s %s", m.Header.Get(micro.ErrorCodeHeader), e)
-	}
-	if err := json.Unmarshal(m.Data, reply); err != nil {
-		h.t.Fatalf("%s: %v: %s", endpoint, err, m.Data)
 	}
 	return nil
 }
 
 func (h *harness) history(name string) []Change {
 	h.t.Helper()
-	var r HistoryReply
-	if err := h.request("history", HistoryRequest{Name: name}, &r); err != nil {
+	var r api.DNSHistoryReply
+	if err := h.request(api.DNSHistory, api.DNSHistoryRequest{Name: name}, &r); err != nil {
 		h.t.Fatal(err)
 	}
 	return r.Changes
@@ -245,8 +250,8 @@ func (h *harness) history(name string) []Change {
 
 func (h *harness) status() Status {
 	h.t.Helper()
-	var st service.Status
-	if err := h.request("status", nil, &st); err != nil {
+	var st api.ServiceStatus
+	if err := h.request(api.Status, nil, &st); err != nil {
 		h.t.Fatal(err)
 	}
 	b, _ := json.Marshal(st.Details)
@@ -295,5 +300,25 @@ func expectServed(t testing.TB, server, name, want string) {
 		if !r.Authoritative || len(got) != 1 || got[0] != want {
 			t.Fatalf("%s answers %s A over %s with %v (aa=%v, rcode %s), want [%s]", server, name, network, got, r.Authoritative, dns.RcodeToString[r.Rcode], want)
 		}
+	}
+}
+
+// TestEveryAnswerToASetCarriesItsID: the outcome of a dns-updater.set,
+// DNSRecordUpdated once applied or DNSUpdateFailed when refused, carries
+// the command's id as request_id, so that its sender tells it from the
+// others (lifeboat dns set waits for it); an activation's carries none.
+func TestEveryAnswerToASetCarriesItsID(t *testing.T) {
+	h := start(t, testConfig(t))
+	set := h.publish(&events.DNSSet{Name: "wr.example.test.", Address: "203.0.113.5"})
+	if u := h.waitUpdated(1); u.RequestID != set.ID || u.New != "203.0.113.5" {
+		t.Errorf("DNSRecordUpdated answering set %s = %+v", set.ID, u)
+	}
+	refused := h.publish(&events.DNSSet{Name: "keep.example.test.", Address: "192.0.2.8"})
+	if f := h.waitFailed(1); f.RequestID != refused.ID {
+		t.Errorf("DNSUpdateFailed answering set %s = %+v", refused.ID, f)
+	}
+	h.activate("wr", "203.0.113.7", 1)
+	if u := h.waitUpdated(2); u.RequestID != "" || u.New != "203.0.113.7" {
+		t.Errorf("DNSRecordUpdated after an activation = %+v, want no request_id", u)
 	}
 }

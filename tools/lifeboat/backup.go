@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,13 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/schedule"
-	backupscheduler "lifeboat.dev/services/backup-scheduler"
 )
 
 func newBackupCmd() *cobra.Command {
@@ -37,33 +34,11 @@ func newBackupCmd() *cobra.Command {
 	return c
 }
 
-// errNoScheduler is the error of an API call nobody answered.
-var errNoScheduler = errors.New("no backup-scheduler answered (is `lifeboat up` running with it? point at it with --nats)")
-
-// backupAPI asks backup-scheduler's endpoint with req and decodes the answer
-// into out; an error the service answered with is returned as its message.
-func backupAPI(nc *nats.Conn, timeout time.Duration, endpoint string, req, out any) error {
-	var body []byte
-	if req != nil {
-		var err error
-		if body, err = json.Marshal(req); err != nil {
-			return err
-		}
-	}
-	msg, err := nc.Request(events.APISubject(backupscheduler.Name, endpoint), body, timeout)
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
-		return fmt.Errorf("%s: %w", endpoint, errNoScheduler)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", endpoint, err)
-	}
-	if e := msg.Header.Get(micro.ErrorHeader); e != "" {
-		return errors.New(e)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(msg.Data, out)
+// backupAPI asks backup-scheduler's endpoint with req and decodes the
+// answer into out; an error the service answered with is returned as its
+// message.
+func backupAPI(ctx context.Context, nc *nats.Conn, timeout time.Duration, endpoint string, req, out any) error {
+	return call(ctx, nc, timeout, events.ServiceBackupScheduler, endpoint, req, out)
 }
 
 // longTimeout raises a client command's default --timeout, for calls that
@@ -96,13 +71,13 @@ backup whose manifest does not verify is marked invalid (never restored).`,
 			}
 			defer nc.Close()
 			if rescan {
-				var res []backupscheduler.RebuildResult
-				if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointCatalogRebuild, backupscheduler.RebuildRequest{Plan: plan}, &res); err != nil {
+				var res []api.RebuildResult
+				if err := backupAPI(c.Context(), nc, cf.timeout, api.CatalogRebuild, api.RebuildRequest{Plan: plan}, &res); err != nil {
 					return fmt.Errorf("backup list: %w", err)
 				}
 			}
-			var list []backupscheduler.BackupView
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointBackupList, backupscheduler.BackupListRequest{Plan: plan}, &list); err != nil {
+			var list []api.BackupView
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.BackupList, api.BackupListRequest{Plan: plan}, &list); err != nil {
 				return fmt.Errorf("backup list: %w", err)
 			}
 			if cf.json {
@@ -118,7 +93,7 @@ backup whose manifest does not verify is marked invalid (never restored).`,
 	return c
 }
 
-func printBackups(w io.Writer, list []backupscheduler.BackupView, now time.Time) error {
+func printBackups(w io.Writer, list []api.BackupView, now time.Time) error {
 	if len(list) == 0 {
 		_, err := fmt.Fprintln(w, "no backups")
 		return err
@@ -127,7 +102,7 @@ func printBackups(w io.Writer, list []backupscheduler.BackupView, now time.Time)
 	fmt.Fprintln(tw, "PLAN\tBACKUP\tSTATE\tKIND\tSIZE\tAGE\tSTORE")
 	for _, b := range list {
 		state := b.State
-		if b.Problem != "" && b.State == "invalid" {
+		if b.Problem != "" && b.State == api.BackupInvalid {
 			state += ": " + firstLine(b.Problem)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Plan, b.Name, state, dash(b.Kind), humanBytes(b.Bytes),
@@ -189,8 +164,8 @@ terminal the time waited is shown while the backup runs.`,
 			}
 			defer nc.Close()
 			// Fail fast when nobody would carry the command out.
-			var plan backupscheduler.PlanDetail
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointPlanShow, backupscheduler.PlanRequest{Name: args[0]}, &plan); err != nil {
+			var plan api.PlanDetail
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.PlanShow, api.PlanRequest{Name: args[0]}, &plan); err != nil {
 				return fmt.Errorf("backup take: %w", err)
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), wait)
@@ -207,82 +182,75 @@ terminal the time waited is shown while the backup runs.`,
 // takeBackup publishes backup-scheduler.take and waits for the event that
 // answers it (the one whose request_id is the command's id).
 func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstream.JetStream, plan string, kind events.BackupKind, asJSON bool) error {
-	answers := make(chan *nats.Msg, 64)
-	// Subscribed before publishing, so the answer cannot be missed.
-	for _, subj := range []string{events.SubjectOf[events.BackupTaken](), events.SubjectOf[events.BackupFailed]()} {
-		sub, err := nc.ChanSubscribe(subj, answers)
-		if err != nil {
-			return fmt.Errorf("backup take: %w", err)
-		}
-		defer sub.Unsubscribe()
-	}
-	env, err := bus.NewEnvelope(ctx, "lifeboat/cli", &events.BackupTake{Plan: plan, Kind: kind, Reason: "lifeboat backup take"})
+	// Listening before sending, so the answer cannot be missed.
+	answers, err := client.Listen(nc, events.BackupTaken{}, events.BackupFailed{})
 	if err != nil {
 		return fmt.Errorf("backup take: %w", err)
 	}
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: env.Subject, Header: nats.Header(env.Header), Data: env.Body}, jetstream.WithMsgID(env.ID)); err != nil {
+	defer answers.Close()
+	id, err := client.Command(ctx, js, &events.BackupTake{Plan: plan, Kind: kind, Reason: "lifeboat backup take"})
+	if err != nil {
 		return fmt.Errorf("backup take: %w", err)
 	}
+	type answer struct {
+		ev  any
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		ev, err := answers.Wait(ctx, id)
+		answered <- answer{ev, err}
+	}()
 	started := time.Now()
 	progress := isTerminal(c.ErrOrStderr()) && !asJSON
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	clearLine := func() {
-		if progress {
-			fmt.Fprint(c.ErrOrStderr(), "\r\033[K")
-		}
-	}
 	if progress {
 		fmt.Fprintf(c.ErrOrStderr(), "taking a %s backup of plan %s...", kind, plan)
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			clearLine()
-			return fmt.Errorf("backup take: no answer in %s (request %s); the backup may still be running: see `lifeboat backup list --plan %s`",
-				time.Since(started).Truncate(time.Second), env.ID, plan)
 		case <-tick.C:
 			if progress {
 				// What the plan is doing: this backup, or one it waits behind.
 				doing := ""
-				var v backupscheduler.PlanDetail
-				if backupAPI(nc, time.Second, backupscheduler.EndpointPlanShow, backupscheduler.PlanRequest{Name: plan}, &v) == nil && v.Doing != "" {
+				var v api.PlanDetail
+				if backupAPI(ctx, nc, time.Second, api.PlanShow, api.PlanRequest{Name: plan}, &v) == nil && v.Doing != "" {
 					doing = " (" + v.Doing + ")"
 				}
 				fmt.Fprintf(c.ErrOrStderr(), "\r\033[Ktaking a %s backup of plan %s... %s%s", kind, plan, time.Since(started).Truncate(time.Second), doing)
 			}
-		case m := <-answers:
-			var probe struct {
-				RequestID string `json:"request_id"`
+		case a := <-answered:
+			if progress {
+				fmt.Fprint(c.ErrOrStderr(), "\r\033[K")
 			}
-			if json.Unmarshal(m.Data, &probe) != nil || probe.RequestID != env.ID {
-				continue
+			if a.err != nil && ctx.Err() != nil {
+				return fmt.Errorf("backup take: no answer in %s (request %s); the backup may still be running: see `lifeboat backup list --plan %s`",
+					time.Since(started).Truncate(time.Second), id, plan)
 			}
-			clearLine()
-			if m.Subject == events.SubjectOf[events.BackupFailed]() {
-				var f events.BackupFailed
-				if err := json.Unmarshal(m.Data, &f); err != nil {
-					return fmt.Errorf("backup take: %w", err)
-				}
+			if a.err != nil {
+				return fmt.Errorf("backup take: %w", a.err)
+			}
+			switch ev := a.ev.(type) {
+			case *events.BackupFailed:
 				if asJSON {
-					_ = printJSON(c.OutOrStdout(), f)
+					_ = printJSON(c.OutOrStdout(), ev)
 				}
 				step := ""
-				if f.Step != "" {
-					step = " at step " + f.Step
+				if ev.Step != "" {
+					step = " at step " + ev.Step
 				}
-				return fmt.Errorf("backup of plan %s failed%s: %s", plan, step, f.Error)
+				return fmt.Errorf("backup of plan %s failed%s: %s", plan, step, ev.Error)
+			case *events.BackupTaken:
+				if asJSON {
+					return printJSON(c.OutOrStdout(), ev)
+				}
+				_, err := fmt.Fprintf(c.OutOrStdout(), "backup %s of plan %s taken: %s in %s, consistent at %s\n  %s\n",
+					ev.Backup, ev.Plan, humanBytes(ev.Bytes), ev.Duration.Duration(), ev.ConsistentAt.Local().Format(time.RFC3339), ev.Dir+string(os.PathSeparator)+ev.Backup)
+				return err
+			default:
+				return fmt.Errorf("backup take: answered by a %T", ev)
 			}
-			var ev events.BackupTaken
-			if err := json.Unmarshal(m.Data, &ev); err != nil {
-				return fmt.Errorf("backup take: %w", err)
-			}
-			if asJSON {
-				return printJSON(c.OutOrStdout(), ev)
-			}
-			_, err := fmt.Fprintf(c.OutOrStdout(), "backup %s of plan %s taken: %s in %s, consistent at %s\n  %s\n",
-				ev.Backup, ev.Plan, humanBytes(ev.Bytes), ev.Duration.Duration(), ev.ConsistentAt.Local().Format(time.RFC3339), ev.Dir+string(os.PathSeparator)+ev.Backup)
-			return err
 		}
 	}
 }
@@ -317,7 +285,7 @@ never offered for restore. Exits non-zero when any backup is invalid.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			req := backupscheduler.VerifyRequest{Plan: plan}
+			req := api.VerifyRequest{Plan: plan}
 			if len(args) == 1 {
 				req.Name = args[0]
 			}
@@ -326,13 +294,13 @@ never offered for restore. Exits non-zero when any backup is invalid.`,
 				return err
 			}
 			defer nc.Close()
-			var res []backupscheduler.VerifyResult
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointBackupVerify, req, &res); err != nil {
+			var res []api.VerifyResult
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.BackupVerify, req, &res); err != nil {
 				return fmt.Errorf("backup verify: %w", err)
 			}
 			bad := 0
 			for _, r := range res {
-				if r.State != "valid" {
+				if r.State != api.BackupValid {
 					bad++
 				}
 			}
@@ -345,7 +313,7 @@ never offered for restore. Exits non-zero when any backup is invalid.`,
 				fmt.Fprintln(tw, "PLAN\tBACKUP\tSIZE\tRESULT")
 				for _, r := range res {
 					result := "ok"
-					if r.State != "valid" {
+					if r.State != api.BackupValid {
 						result = r.State + ": " + strings.ReplaceAll(r.Problem, "\n", "; ")
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Plan, r.Name, humanBytes(r.Bytes), result)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"lifeboat.dev/events"
-	backupscheduler "lifeboat.dev/services/backup-scheduler"
+	"lifeboat.dev/events/api"
 )
 
 // startUpWithBackups runs `lifeboat up` with a plan "site" backing up a
@@ -79,7 +79,7 @@ func TestBackupTakeListVerify(t *testing.T) {
 		t.Fatalf("backup take --json: %v\n%s", err, out)
 	}
 
-	var list []backupscheduler.BackupView
+	var list []api.BackupView
 	waitFor(t, 30*time.Second, func() error {
 		out, err := runCLI(t, "backup", "list", "--plan", "site", "--json", "--nats", url)
 		if err != nil {
@@ -178,7 +178,7 @@ func TestExampleBackupSectionLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plans) != 3 || plans[0].Name != "wr" || plans[1].Store.Kind != "files" || plans[2].Name != backupscheduler.SelfPlan || !plans[2].Disabled {
+	if len(plans) != 3 || plans[0].Name != "wr" || plans[1].Store.Kind != "files" || plans[2].Name != api.SelfPlan || !plans[2].Disabled {
 		t.Fatalf("backup section = %+v", plans)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"lifeboat.dev/pkg/client"
 )
 
 // clientFlags are how an operator command reaches a running control plane.
@@ -56,6 +58,14 @@ func (cf *clientFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 
 func (cf *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, cf.timeout)
+}
+
+// call asks service's endpoint with req and decodes the answer into reply,
+// waiting at most timeout (see client.Call for its errors).
+func call(parent context.Context, nc *nats.Conn, timeout time.Duration, service, endpoint string, req, reply any) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	return client.Call(ctx, nc, service, endpoint, req, reply)
 }
 
 // printJSON writes v as indented JSON.

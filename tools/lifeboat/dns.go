@@ -2,22 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/bus"
-	dnsupdater "lifeboat.dev/services/dns-updater"
-	"lifeboat.dev/services/dns-updater/provider"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 )
 
 func newDNSCmd() *cobra.Command {
@@ -47,12 +43,12 @@ func newDNSShowCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			var req dnsupdater.RecordsRequest
+			var req api.DNSRecordsRequest
 			if len(args) == 1 {
 				req.Name = args[0]
 			}
-			var reply dnsupdater.RecordsReply
-			if err := dnsCall(c, &cf, "records", req, &reply); err != nil {
+			var reply api.DNSRecordsReply
+			if err := dnsCall(c, &cf, api.DNSRecords, req, &reply); err != nil {
 				return err
 			}
 			if cf.json {
@@ -106,7 +102,7 @@ name, IPv6 for an AAAA name.`,
   lifeboat dns set wr.example.com 10.0.0.2 --ttl 30 --reason "maintenance of hot-1"`,
 		Args: exactArgs(2, "NAME", "ADDRESS"),
 		RunE: func(c *cobra.Command, args []string) error {
-			name := provider.CanonicalName(args[0])
+			name := canonicalName(args[0])
 			if name == "" {
 				return usagef(c, "NAME is empty")
 			}
@@ -126,31 +122,25 @@ name, IPv6 for an AAAA name.`,
 			}
 			defer nc.Close()
 			// Listen for the outcome before asking, so it cannot be missed.
-			outcomes := make(chan *nats.Msg, 64)
-			for _, subject := range []string{events.SubjectOf[events.DNSRecordUpdated](), events.SubjectOf[events.DNSUpdateFailed]()} {
-				sub, err := nc.ChanSubscribe(subject, outcomes)
-				if err != nil {
-					return fmt.Errorf("dns set: %w", err)
-				}
-				defer sub.Unsubscribe()
-			}
-			ctx, cancel := cf.ctx(c.Context())
-			defer cancel()
-			env, err := bus.NewEnvelope(ctx, "lifeboat/cli", &events.DNSSet{Name: name, Address: addr.String(), TTL: ttl, Reason: reason})
+			outcomes, err := client.Listen(nc, events.DNSRecordUpdated{}, events.DNSUpdateFailed{})
 			if err != nil {
 				return fmt.Errorf("dns set: %w", err)
 			}
-			if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: env.Subject, Header: nats.Header(env.Header), Data: env.Body}, jetstream.WithMsgID(env.ID)); err != nil {
-				return fmt.Errorf("dns set: publish the command: %w", err)
+			defer outcomes.Close()
+			ctx, cancel := cf.ctx(c.Context())
+			defer cancel()
+			id, err := client.Command(ctx, js, &events.DNSSet{Name: name, Address: addr.String(), TTL: ttl, Reason: reason})
+			if err != nil {
+				return fmt.Errorf("dns set: %w", err)
 			}
 			if wait <= 0 {
 				if cf.json {
-					return printJSON(c.OutOrStdout(), map[string]string{"id": env.ID, "subject": env.Subject})
+					return printJSON(c.OutOrStdout(), map[string]string{"id": id, "subject": events.SubjectOf[events.DNSSet]()})
 				}
-				fmt.Fprintf(c.OutOrStdout(), "asked dns-updater to set %s to %s (command %s); see lifeboat dns history %s\n", name, addr, env.ID, name)
+				fmt.Fprintf(c.OutOrStdout(), "asked dns-updater to set %s to %s (command %s); see lifeboat dns history %s\n", name, addr, id, name)
 				return nil
 			}
-			updated, failed, err := waitDNSOutcome(c.Context(), outcomes, name, addr, wait)
+			updated, failed, err := waitDNSOutcome(c.Context(), outcomes, id, name, wait)
 			if err != nil {
 				return err
 			}
@@ -180,34 +170,34 @@ name, IPv6 for an AAAA name.`,
 }
 
 // waitDNSOutcome waits for the DNSRecordUpdated or DNSUpdateFailed that
-// answers a set of name to addr.
-func waitDNSOutcome(ctx context.Context, outcomes <-chan *nats.Msg, name string, addr netip.Addr, wait time.Duration) (*events.DNSRecordUpdated, *events.DNSUpdateFailed, error) {
-	timeout := time.After(wait)
-	sameAddr := func(v string) bool {
-		a, err := netip.ParseAddr(v)
-		return err == nil && a == addr || v == addr.String()
+// answers the dns-updater.set id, of name.
+func waitDNSOutcome(ctx context.Context, outcomes *client.Answers, id, name string, wait time.Duration) (*events.DNSRecordUpdated, *events.DNSUpdateFailed, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	ev, err := outcomes.Wait(wctx, id)
+	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		return nil, nil, fmt.Errorf("dns set: no outcome within %s: the change may still be retrying (see lifeboat dns history %s, lifeboat events tail)", wait, name)
+	case err != nil:
+		return nil, nil, err
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-timeout:
-			return nil, nil, fmt.Errorf("dns set: no outcome within %s: the change may still be retrying (see lifeboat dns history %s, lifeboat events tail)", wait, name)
-		case m := <-outcomes:
-			switch m.Subject {
-			case events.SubjectOf[events.DNSRecordUpdated]():
-				var u events.DNSRecordUpdated
-				if json.Unmarshal(m.Data, &u) == nil && provider.CanonicalName(u.Name) == name && u.Epoch == 0 && sameAddr(u.New) {
-					return &u, nil, nil
-				}
-			default:
-				var f events.DNSUpdateFailed
-				if json.Unmarshal(m.Data, &f) == nil && provider.CanonicalName(f.Name) == name && f.Epoch == 0 && sameAddr(f.New) {
-					return nil, &f, nil
-				}
-			}
-		}
+	switch ev := ev.(type) {
+	case *events.DNSRecordUpdated:
+		return ev, nil, nil
+	case *events.DNSUpdateFailed:
+		return nil, ev, nil
 	}
+	return nil, nil, fmt.Errorf("dns set: answered by a %T", ev)
+}
+
+// canonicalName is name as dns-updater names records: lower case, fully
+// qualified.
+func canonicalName(name string) string {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name != "" && !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	return name
 }
 
 func newDNSHistoryCmd() *cobra.Command {
@@ -230,12 +220,12 @@ func newDNSHistoryCmd() *cobra.Command {
 			if limit < 1 {
 				return usagef(c, "--limit %d: give at least 1", limit)
 			}
-			req := dnsupdater.HistoryRequest{Limit: limit}
+			req := api.DNSHistoryRequest{Limit: limit}
 			if len(args) == 1 {
 				req.Name = args[0]
 			}
-			var reply dnsupdater.HistoryReply
-			if err := dnsCall(c, &cf, "history", req, &reply); err != nil {
+			var reply api.DNSHistoryReply
+			if err := dnsCall(c, &cf, api.DNSHistory, req, &reply); err != nil {
 				return err
 			}
 			if cf.json {
@@ -275,19 +265,8 @@ func dnsCall(c *cobra.Command, cf *clientFlags, endpoint string, req, reply any)
 		return err
 	}
 	defer nc.Close()
-	body, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	m, err := nc.Request(events.APISubject(events.ServiceDNSUpdater, endpoint), body, cf.timeout)
-	if err != nil {
-		return fmt.Errorf("dns %s: dns-updater is not answering: %w (is it running? lifeboat status)", endpoint, err)
-	}
-	if e := m.Header.Get(micro.ErrorHeader); e != "" {
-		return fmt.Errorf("dns %s: %s", endpoint, e)
-	}
-	if err := json.Unmarshal(m.Data, reply); err != nil {
-		return fmt.Errorf("dns %s: unreadable reply: %w", endpoint, err)
+	if err := call(c.Context(), nc, cf.timeout, events.ServiceDNSUpdater, endpoint, req, reply); err != nil {
+		return fmt.Errorf("dns %s: %w", endpoint, err)
 	}
 	return nil
 }

@@ -14,9 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/testtool"
-	dnsupdater "lifeboat.dev/services/dns-updater"
 )
 
 // startUpWithDNS runs `lifeboat up` with a dns section serving
@@ -49,19 +48,15 @@ func startUpWithDNS(t *testing.T) (natsURL, dnsAddr string) {
 			return err
 		}
 		defer nc.Close()
-		m, err := nc.Request(events.APISubject(events.ServiceDNSUpdater, "status"), nil, time.Second)
-		if err != nil {
+		var st struct {
+			api.ServiceStatus
+			Details api.DNSStatus `json:"details"`
+		}
+		if err := call(t.Context(), nc, time.Second, events.ServiceDNSUpdater, api.Status, nil, &st); err != nil {
 			return fmt.Errorf("%v\n%s", err, logs)
 		}
-		var st struct {
-			service.Status
-			Details dnsupdater.Status `json:"details"`
-		}
-		if err := json.Unmarshal(m.Data, &st); err != nil {
-			return err
-		}
 		if addr = st.Details.Listen; addr == "" {
-			return fmt.Errorf("dns-updater status has no listen address: %s", m.Data)
+			return fmt.Errorf("dns-updater status has no listen address: %+v", st)
 		}
 		return nil
 	})
@@ -102,7 +97,7 @@ func TestDNSSetShowHistory(t *testing.T) {
 	if code := run([]string{"dns", "show", "WR.example.test", "--json", "--nats", url}, &out, &out); code != 0 {
 		t.Fatalf("dns show NAME exited %d:\n%s", code, out.String())
 	}
-	var recs dnsupdater.RecordsReply
+	var recs api.DNSRecordsReply
 	if err := json.Unmarshal(out.Bytes(), &recs); err != nil || len(recs.Records) != 1 || recs.Records[0].Value != "192.0.2.7" {
 		t.Fatalf("dns show NAME --json printed %s (%v)", out.String(), err)
 	}
@@ -120,7 +115,7 @@ func TestDNSSetShowHistory(t *testing.T) {
 	if code := run([]string{"dns", "history", "wr.example.test.", "--json", "--nats", url}, &out, &out); code != 0 {
 		t.Fatalf("dns history exited %d:\n%s", code, out.String())
 	}
-	var hist []dnsupdater.Change
+	var hist []api.DNSChange
 	if err := json.Unmarshal(out.Bytes(), &hist); err != nil || len(hist) != 2 || hist[0].New != "192.0.2.8" || hist[1].Old != "192.0.2.1" || hist[1].Kind != "set" {
 		t.Fatalf("dns history --json printed %s (%v)", out.String(), err)
 	}
@@ -184,7 +179,7 @@ func TestDNSFailoverDoneWhen(t *testing.T) {
 	if code := run([]string{"dns", "history", "--json", "--nats", url}, &out, &out); code != 0 {
 		t.Fatalf("dns history exited %d:\n%s", code, out.String())
 	}
-	var hist []dnsupdater.Change
+	var hist []api.DNSChange
 	if err := json.Unmarshal(out.Bytes(), &hist); err != nil {
 		t.Fatalf("dns history --json printed %s: %v", out.String(), err)
 	}

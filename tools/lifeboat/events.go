@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/client"
 )
 
 func newEventsCmd() *cobra.Command {
@@ -205,7 +205,7 @@ nothing is sent.`,
 			ctx, cancel := cf.ctx(c.Context())
 			defer cancel()
 			env := bus.NewRawEnvelope(ctx, "lifeboat/cli", t.CEType, t.Subject, body)
-			ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: env.Subject, Header: nats.Header(env.Header), Data: env.Body}, jetstream.WithMsgID(env.ID))
+			ack, err := client.Publish(ctx, js, env)
 			if err != nil {
 				return fmt.Errorf("events publish: %w", err)
 			}

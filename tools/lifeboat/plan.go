@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/schedule"
-	backupscheduler "lifeboat.dev/services/backup-scheduler"
 )
 
 func newPlanCmd() *cobra.Command {
@@ -62,8 +62,8 @@ func newPlanListCmd() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			var plans []backupscheduler.PlanView
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointPlanList, nil, &plans); err != nil {
+			var plans []api.PlanView
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.PlanList, nil, &plans); err != nil {
 				return fmt.Errorf("plan list: %w", err)
 			}
 			if cf.json {
@@ -84,7 +84,7 @@ func newPlanListCmd() *cobra.Command {
 }
 
 // planState is a plan's state in a word or a few.
-func planState(p backupscheduler.PlanView) string {
+func planState(p api.PlanView) string {
 	switch {
 	case p.Disabled:
 		return "disabled"
@@ -109,8 +109,8 @@ func newPlanShowCmd() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			var p backupscheduler.PlanDetail
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointPlanShow, backupscheduler.PlanRequest{Name: args[0]}, &p); err != nil {
+			var p api.PlanDetail
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.PlanShow, api.PlanRequest{Name: args[0]}, &p); err != nil {
 				return fmt.Errorf("plan show: %w", err)
 			}
 			if cf.json {
@@ -123,10 +123,10 @@ func newPlanShowCmd() *cobra.Command {
 	return c
 }
 
-func printPlan(w io.Writer, p backupscheduler.PlanDetail, now time.Time) error {
+func printPlan(w io.Writer, p api.PlanDetail, now time.Time) error {
 	store := p.Store.Kind
 	switch p.Store.Kind {
-	case backupscheduler.StoreCommand:
+	case api.StoreCommand:
 		store += " " + strings.Join(p.Store.Dump, " ") + " (load: " + strings.Join(p.Store.Load, " ") + ")"
 	default:
 		store += " " + p.Store.Path
@@ -144,7 +144,8 @@ func printPlan(w io.Writer, p backupscheduler.PlanDetail, now time.Time) error {
 	if p.Description != "" {
 		row("description", p.Description)
 	}
-	row("schedule", fmt.Sprintf("%s (a backup every %s, at most %d kept)", p.Schedule, schedule.FormatDuration(p.Spec().Every()), p.SteadyState))
+	spec, _ := schedule.Parse(p.Schedule) // the service's plans parse
+	row("schedule", fmt.Sprintf("%s (a backup every %s, at most %d kept)", p.Schedule, schedule.FormatDuration(spec.Every()), p.SteadyState))
 	row("directory", p.Directory)
 	row("store", store)
 	if h := p.Hooks.Pre; h != nil {
@@ -189,7 +190,7 @@ func printPlan(w io.Writer, p backupscheduler.PlanDetail, now time.Time) error {
 
 func derefInt(p *int) int {
 	if p == nil {
-		return backupscheduler.DefaultMinKeep
+		return api.DefaultMinKeep
 	}
 	return *p
 }
@@ -233,7 +234,7 @@ store; changing --dir leaves the old directory's backups on disk.`,
       --dump 'pg_dump --format=custom app' --load 'pg_restore --clean -d app'`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(c *cobra.Command, args []string) error {
-			req := backupscheduler.PlanSetRequest{Name: args[0]}
+			req := api.PlanSetRequest{Name: args[0]}
 			fl := c.Flags()
 			str := func(name string, v string) *string {
 				if fl.Changed(name) {
@@ -248,7 +249,7 @@ store; changing --dir leaves the old directory's backups on disk.`,
 				}
 			}
 			if fl.Changed("store-kind") || fl.Changed("store-path") || fl.Changed("include") || fl.Changed("exclude") || fl.Changed("dump") || fl.Changed("load") {
-				st := backupscheduler.Store{Kind: storeKind, Path: storePath, Include: include, Exclude: exclude}
+				st := api.Store{Kind: storeKind, Path: storePath, Include: include, Exclude: exclude}
 				var err error
 				if st.Dump, err = argv(dump); err != nil {
 					return usagef(c, "--dump: %v", err)
@@ -259,17 +260,17 @@ store; changing --dir leaves the old directory's backups on disk.`,
 				req.Store = &st
 			}
 			if fl.Changed("pre") || fl.Changed("post") || fl.Changed("hook-timeout") {
-				var h backupscheduler.Hooks
+				var h api.Hooks
 				for _, x := range []struct {
 					flag, v string
-					dst     **backupscheduler.Hook
+					dst     **api.Hook
 				}{{"pre", pre, &h.Pre}, {"post", post, &h.Post}} {
 					cmd, err := argv(x.v)
 					if err != nil {
 						return usagef(c, "--%s: %v", x.flag, err)
 					}
 					if len(cmd) > 0 {
-						*x.dst = &backupscheduler.Hook{Command: cmd, Timeout: backupscheduler.Duration(hookTimeout)}
+						*x.dst = &api.Hook{Command: cmd, Timeout: api.Duration(hookTimeout)}
 					}
 				}
 				req.Hooks = &h
@@ -288,8 +289,8 @@ store; changing --dir leaves the old directory's backups on disk.`,
 				return err
 			}
 			defer nc.Close()
-			var v backupscheduler.PlanView
-			if err := backupAPI(nc, cf.timeout, backupscheduler.EndpointPlanSet, req, &v); err != nil {
+			var v api.PlanView
+			if err := backupAPI(c.Context(), nc, cf.timeout, api.PlanSet, req, &v); err != nil {
 				return fmt.Errorf("plan set: %w", err)
 			}
 			if cf.json {
@@ -323,10 +324,10 @@ store; changing --dir leaves the old directory's backups on disk.`,
 func newPlanToggleCmd(verb string) *cobra.Command {
 	var cf clientFlags
 	short := "Stop a plan: it takes no backups and deletes none"
-	endpoint := backupscheduler.EndpointPlanDisable
+	endpoint := api.PlanDisable
 	if verb == "enable" {
 		short = "Start a disabled plan again (an overdue backup is taken at once)"
-		endpoint = backupscheduler.EndpointPlanEnable
+		endpoint = api.PlanEnable
 	}
 	c := &cobra.Command{
 		Use:     verb + " PLAN",
@@ -339,8 +340,8 @@ func newPlanToggleCmd(verb string) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			var v backupscheduler.PlanView
-			if err := backupAPI(nc, cf.timeout, endpoint, backupscheduler.PlanRequest{Name: args[0]}, &v); err != nil {
+			var v api.PlanView
+			if err := backupAPI(c.Context(), nc, cf.timeout, endpoint, api.PlanRequest{Name: args[0]}, &v); err != nil {
 				return fmt.Errorf("plan %s: %w", verb, err)
 			}
 			if cf.json {

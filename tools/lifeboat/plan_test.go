@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
-	backupscheduler "lifeboat.dev/services/backup-scheduler"
+	"lifeboat.dev/events/api"
 )
 
 func TestPlanCommands(t *testing.T) {
 	url, _ := startUpWithBackups(t)
 	out, err := runCLI(t, "plan", "list", "--json", "--nats", url)
-	var plans []backupscheduler.PlanView
+	var plans []api.PlanView
 	if err != nil || json.Unmarshal([]byte(out), &plans) != nil || len(plans) != 2 {
 		t.Fatalf("plan list --json: %v\n%s", err, out)
 	}
-	if plans[0].Name != backupscheduler.SelfPlan || plans[0].Disabled || plans[1].Name != "site" || plans[1].SteadyState != 30 || plans[1].Origin != "config" {
+	if plans[0].Name != api.SelfPlan || plans[0].Disabled || plans[1].Name != "site" || plans[1].SteadyState != 30 || plans[1].Origin != "config" {
 		t.Errorf("plans %+v", plans)
 	}
 	if out, err := runCLI(t, "plan", "list", "--nats", url); err != nil || !strings.Contains(out, "site") || !strings.Contains(out, "1h,1d/7d") {
@@ -33,7 +33,7 @@ func TestPlanCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "at most 17 kept") || !strings.Contains(out, "BAND") {
 		t.Errorf("plan show: %v\n%s", err, out)
 	}
-	var d backupscheduler.PlanDetail
+	var d api.PlanDetail
 	out, err = runCLI(t, "plan", "show", "site", "--json", "--nats", url)
 	if err != nil || json.Unmarshal([]byte(out), &d) != nil || len(d.Bands) != 7 || d.Store.Exclude[0] != "data/" {
 		t.Errorf("plan show --json: %v\n%s", err, out)
@@ -52,7 +52,7 @@ func TestPlanCommands(t *testing.T) {
 	dir := t.TempDir()
 	out, err = runCLI(t, "plan", "set", "dump", "--schedule", "1h,1d/7d", "--dir", filepath.Join(dir, "b"),
 		"--store-kind", "command", "--dump", `["sh", "-c", "echo dumped"]`, "--load", "cat", "--json", "--nats", url)
-	var v backupscheduler.PlanView
+	var v api.PlanView
 	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.Origin != "api" || v.Store.Dump[2] != "echo dumped" {
 		t.Fatalf("plan set of a new plan: %v\n%s", err, out)
 	}

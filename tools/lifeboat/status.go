@@ -1,16 +1,16 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -26,27 +26,27 @@ func newStatusCmd() *cobra.Command {
 			}
 			defer nc.Close()
 			type row struct {
-				Service string          `json:"service"`
-				Status  *service.Status `json:"status,omitempty"`
-				Error   string          `json:"error,omitempty"`
+				Service string             `json:"service"`
+				Status  *api.ServiceStatus `json:"status,omitempty"`
+				Error   string             `json:"error,omitempty"`
 			}
 			var rows []row
 			down := 0
 			for _, name := range events.Services {
 				r := row{Service: name}
-				msg, err := nc.Request(events.APISubject(name, "status"), nil, cf.timeout)
+				var st api.ServiceStatus
+				err := call(c.Context(), nc, cf.timeout, name, api.Status, nil, &st)
+				var ae *client.Error
+				var ne *client.NoAnswerError
 				switch {
+				case errors.As(err, &ae):
+					r.Error = ae.Message
+				case errors.As(err, &ne):
+					r.Error = "not answering: " + ne.Err.Error()
 				case err != nil:
-					r.Error = "not answering: " + err.Error()
-				case msg.Header.Get(micro.ErrorHeader) != "":
-					r.Error = msg.Header.Get(micro.ErrorHeader)
+					r.Error = err.Error()
 				default:
-					var st service.Status
-					if err := json.Unmarshal(msg.Data, &st); err != nil {
-						r.Error = "unreadable status: " + err.Error()
-					} else {
-						r.Status = &st
-					}
+					r.Status = &st
 				}
 				if r.Error != "" {
 					down++

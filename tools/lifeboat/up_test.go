@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/events/api"
 )
 
 func freeAddr(t *testing.T) string {
@@ -127,13 +128,32 @@ func TestUpStartsSixServices(t *testing.T) {
 		return nil
 	})
 	for _, s := range events.Services {
-		m, err := nc.Request(events.APISubject(s, "status"), nil, 5*time.Second)
-		if err != nil {
-			t.Fatalf("%s status: %v", s, err)
+		var st api.ServiceStatus
+		if err := call(t.Context(), nc, 5*time.Second, s, api.Status, nil, &st); err != nil || st.Service != s || st.Host != "test-host" {
+			t.Fatalf("%s status %+v (%v)", s, st, err)
 		}
-		var st service.Status
-		if err := json.Unmarshal(m.Data, &st); err != nil || st.Service != s || st.Host != "test-host" {
-			t.Fatalf("%s status %s (%v)", s, m.Data, err)
+	}
+	// Every service serves the endpoints the contract names, and no other.
+	for _, s := range events.Services {
+		m, err := nc.Request("$SRV.INFO.lifeboat-"+s, nil, 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s info: %v", s, err)
+		}
+		var info micro.Info
+		if err := json.Unmarshal(m.Data, &info); err != nil {
+			t.Fatalf("%s info %s: %v", s, m.Data, err)
+		}
+		var got, want []string
+		for _, ep := range info.Endpoints {
+			got = append(got, ep.Subject)
+		}
+		for _, ep := range append([]string{api.Status}, api.Endpoints[s]...) {
+			want = append(want, events.APISubject(s, ep))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s serves %v, the contract (events/api) names %v", s, got, want)
 		}
 	}
 	// The operator's view of the same.

@@ -1,5 +1,11 @@
 package main
 
+// lifeboat.yaml belongs to `lifeboat up`: it holds each service's own
+// section (dns, backup), so this file and up.go are the only files of the
+// CLI that link service code (integration/imports_test.go). The other
+// commands speak to services through lifeboat.dev/events/api and
+// lifeboat.dev/pkg/client.
+
 import (
 	"fmt"
 	"net"
