@@ -24,6 +24,12 @@ type fakeClock struct {
 
 func newFakeClock(start time.Time) *fakeClock { return &fakeClock{now: start} }
 
+// testClock is a fake clock an hour behind the wall clock, so that what
+// the service does not time itself — a store's consistent_at, a file's
+// times — comes after the service's own times, as it would at the wall
+// clock's pace: a backup is consistent after it was started.
+func testClock() *fakeClock { return newFakeClock(time.Now().Add(-time.Hour)) }
+
 // Now is the clock's time.
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()

@@ -40,7 +40,7 @@ func newBare(t *testing.T, cfg Config) *bare {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock(time.Now())
+	clock := testClock()
 	data := t.TempDir()
 	opts := store.NewOptions("lifeboat/test-host/"+Name, migrations)
 	opts.Now = clock.Now

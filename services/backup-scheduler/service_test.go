@@ -472,7 +472,7 @@ func TestFailuresAreReported(t *testing.T) {
 		plans = append(plans, c.plan)
 	}
 	// The schedule runs on a fake clock, moved on a slot at a time.
-	n := startClocked(t, b, Config{Plans: plans}, t.TempDir(), rec, newFakeClock(time.Now()))
+	n := startClocked(t, b, Config{Plans: plans}, t.TempDir(), rec, testClock())
 	var twice []func() error
 	for _, c := range cases {
 		// Two failures: the plan is kept and retried at its next slot.
@@ -856,7 +856,7 @@ func TestFullOrReadOnlyBackupDirectory(t *testing.T) {
 	full := sqlitePlan("full", "1s,2s/4s", src, filepath.Join(fullFS, "backups"))
 	ro := sqlitePlan("ro", "1s,2s/4s", src, filepath.Join(roFS, "backups"))
 	// The schedule runs on a fake clock, moved on a slot at a time.
-	n := startClocked(t, b, Config{Plans: []Plan{full, ro}}, t.TempDir(), rec, newFakeClock(time.Now()))
+	n := startClocked(t, b, Config{Plans: []Plan{full, ro}}, t.TempDir(), rec, testClock())
 	n.advanceUntil(time.Second, 60*time.Second, allOf(
 		rec.atLeast(full.Name, 2, "BackupFailed", isFailed), rec.atLeast(ro.Name, 2, "BackupFailed", isFailed)))
 
