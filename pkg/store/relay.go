@@ -57,7 +57,9 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 		if time.Since(lastPrune) > time.Hour {
 			lastPrune = time.Now()
-			if n, err := db.New(r.db.w).InboxPrune(ctx, time.Now().Add(-r.InboxKeep).UnixMilli()); err == nil && n > 0 {
+			if n, err := db.New(r.db.w).InboxPrune(ctx, time.Now().Add(-r.InboxKeep).UnixMilli()); err != nil && ctx.Err() == nil {
+				r.logger.Warn("inbox prune failed; will retry in an hour", slog.String("db", r.db.Path), slog.String("error", err.Error()))
+			} else if err == nil && n > 0 {
 				r.logger.Debug("inbox pruned", slog.Int64("rows", n))
 			}
 		}
