@@ -129,7 +129,7 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 	}
 	s.retryIn = rt.Deps.WorkBackoff
 	if !s.cfg.Enabled() {
-		s.log.Info("no DNS zone configured (dns.zone): dns-updater changes nothing")
+		s.log.InfoContext(ctx, "no DNS zone configured (dns.zone): dns-updater changes nothing")
 		return nil
 	}
 	owned := s.cfg.owned()
@@ -184,7 +184,7 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 		s.p = p
 	}
 	s.log = s.log.With(slog.String("provider", s.p.Name()), slog.String("zone", s.cfg.Zone))
-	s.log.Info("dns-updater ready", slog.Int("instances", len(s.cfg.Instances)), slog.Any("authoritative", s.p.Authoritative()))
+	s.log.InfoContext(ctx, "dns-updater ready", slog.Int("instances", len(s.cfg.Instances)), slog.Any("authoritative", s.p.Authoritative()))
 	return nil
 }
 
