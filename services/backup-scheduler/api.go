@@ -1,30 +1,26 @@
 package backupscheduler
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events/api"
-	"lifeboat.dev/pkg/backup"
-	"lifeboat.dev/pkg/schedule"
 	"lifeboat.dev/pkg/service"
-	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 )
 
-// The service's endpoints are at lifeboat.api.backup-scheduler.<name>;
-// their names and their request and reply types are the contract's
-// (lifeboat.dev/events/api: api.PlanList, api.PlanView, ...).
+// The API's transport and its read endpoints. The service's endpoints are
+// at lifeboat.api.backup-scheduler.<name>; their names and their request
+// and reply types are the contract's (lifeboat.dev/events/api:
+// api.PlanList, api.PlanView, ...). Plan changes are in planset.go, the
+// retention timeline of plan show in timeline.go, the catalog's rebuild and
+// verification in api_catalog.go.
 
 // apiTimeout bounds the work of one API call; verification of large
 // backups is the longest.
@@ -50,16 +46,23 @@ func (s *Service) endpoints() []service.Endpoint {
 }
 
 // async answers each request from its own goroutine, so that a long
-// verification does not hold up the endpoint's other callers.
+// verification does not hold up the endpoint's other callers. The
+// goroutine is the service's (rt.Go): shutdown cancels its context and
+// waits for it before the database closes; once shutdown has begun a
+// request is answered 503.
 func (s *Service) async(fn func(ctx context.Context, body []byte) (any, error)) micro.HandlerFunc {
 	return func(req micro.Request) {
 		body := req.Data()
-		go func() {
-			ctx, cancel := context.WithTimeout(s.base, apiTimeout)
+		started := s.rt.Go(func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 			defer cancel()
 			v, err := fn(ctx, body)
 			service.RespondJSON(req, v, err)
-		}()
+			return nil // the caller has the error; the service goes on
+		})
+		if !started {
+			_ = req.Error("503", Name+" is shutting down; try again once it is back", nil)
+		}
 	}
 }
 
@@ -92,10 +95,15 @@ func ptimeMs(ms int64) *time.Time {
 	return &t
 }
 
+// view is a plan and its scheduler state as the API shows it. A plan whose
+// stored definition cannot be read shows its name, origin and catalog, and
+// the reason as its last error.
 func (s *Service) view(r db.Plan, backups []db.Backup) (api.PlanView, error) {
 	p, err := decodePlan(r)
 	if err != nil {
-		return api.PlanView{}, err
+		v := api.PlanView{Plan: api.Plan{Name: r.Name}, Origin: r.Origin, LastError: err.Error()}
+		countBackups(&v, backups)
+		return v, nil
 	}
 	v := api.PlanView{
 		Plan: wirePlan(p), Origin: r.Origin, NextDueAt: ptime(r.NextDueAt), LastAttemptAt: ptime(r.LastAttemptAt),
@@ -105,6 +113,12 @@ func (s *Service) view(r db.Plan, backups []db.Backup) (api.PlanView, error) {
 	if p.Disabled {
 		v.NextDueAt = nil
 	}
+	countBackups(&v, backups)
+	return v, nil
+}
+
+// countBackups counts a plan's valid and invalid backups into v.
+func countBackups(v *api.PlanView, backups []db.Backup) {
 	for _, b := range backups {
 		switch b.State {
 		case stateValid:
@@ -113,7 +127,6 @@ func (s *Service) view(r db.Plan, backups []db.Backup) (api.PlanView, error) {
 			v.Invalid++
 		}
 	}
-	return v, nil
 }
 
 func (s *Service) planList(ctx context.Context) ([]api.PlanView, error) {
@@ -160,170 +173,13 @@ func (s *Service) planShow(ctx context.Context, req api.PlanRequest) (any, error
 	}
 	p, err := decodePlan(r)
 	if err != nil {
-		return nil, err
+		return api.PlanDetail{PlanView: v, Bands: []api.Band{}, Retention: []api.Retained{}}, nil // v says why
 	}
 	bands := []api.Band{}
 	for _, b := range p.Spec().Bands() {
 		bands = append(bands, api.Band(b))
 	}
-	return api.PlanDetail{PlanView: v, Bands: bands, Retention: timeline(p, backups, time.Now())}, nil
-}
-
-// timeline is what a pruning pass at now would do with each backup, newest
-// first.
-func timeline(p Plan, rows []db.Backup, now time.Time) []api.Retained {
-	var valid []db.BackupsForRetentionRow
-	var invalid []db.BackupsInvalidRow
-	for _, r := range rows {
-		switch r.State {
-		case stateValid:
-			valid = append(valid, db.BackupsForRetentionRow{Name: r.Name, NameTime: r.NameTime})
-		case stateInvalid:
-			invalid = append(invalid, db.BackupsInvalidRow{Name: r.Name, NameTime: r.NameTime, Problem: r.Problem})
-		}
-	}
-	pruned, _ := decide(p.Spec(), p.minKeep(), valid, invalid, now)
-	why := map[string]string{}
-	for _, b := range pruned {
-		why[b.Backup] = b.Reason
-	}
-	var cands []schedule.Backup
-	for _, r := range rows {
-		if r.State == stateValid {
-			cands = append(cands, schedule.Backup{Name: r.Name, Time: time.Unix(r.NameTime, 0), Verified: true})
-		}
-	}
-	keepWhy := map[string]string{}
-	for _, d := range p.Spec().Retain(now, cands, p.minKeep()) {
-		if d.Keep {
-			keepWhy[d.Backup.Name] = d.Rule
-		}
-	}
-	out := []api.Retained{}
-	for _, r := range rows {
-		age := now.Sub(time.Unix(r.NameTime, 0))
-		t := api.Retained{Backup: r.Name, Age: schedule.FormatDuration(age.Truncate(time.Second)), AgeSecs: int64(age / time.Second), State: r.State}
-		switch {
-		case why[r.Name] != "":
-			t.Rule = why[r.Name]
-		case r.State == stateValid:
-			t.Keep, t.Rule = true, keepWhy[r.Name]
-		case r.State == statePruning:
-			t.Rule = "being pruned: " + r.Problem
-		default:
-			t.Keep, t.Rule = true, "invalid: kept until T old, never restored"
-		}
-		if p.Disabled {
-			t.Keep, t.Rule = true, "plan disabled: nothing is deleted"
-		}
-		out = append(out, t)
-	}
-	// Names carry whole seconds, so the ages in whole seconds order them
-	// as the exact ages do.
-	slices.SortStableFunc(out, func(a, b api.Retained) int { return cmp.Compare(a.AgeSecs, b.AgeSecs) })
-	return out
-}
-
-// planSet creates or changes a plan. The change is validated like the
-// config file; a plan keeps its origin, so a config-declared plan changed
-// here keeps the change until the file's declaration of it changes.
-func (s *Service) planSet(ctx context.Context, req api.PlanSetRequest) (any, error) {
-	var rebuild bool
-	var name string
-	err := s.rt.DB.Update(ctx, func(tx *store.Tx) error {
-		q := db.New(tx)
-		r, err := q.PlanGet(ctx, req.Name)
-		exists := err == nil
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		p := Plan{Name: req.Name}
-		origin, hash := originAPI, ""
-		if exists {
-			if p, err = decodePlan(r); err != nil {
-				return err
-			}
-			origin, hash = r.Origin, r.ConfigHash
-		} else if req.Disabled != nil && req.Schedule == nil && req.Store == nil {
-			return service.NotFound(fmt.Errorf("no plan named %q (lifeboat plan list shows the plans)", req.Name))
-		}
-		if p.Name == SelfPlan && req.Store != nil {
-			return service.BadRequest(fmt.Errorf("plan %s: its store is lifeboat's own databases and cannot be changed", SelfPlan))
-		}
-		applyPatch(&p, req)
-		n, err := p.Normalize()
-		if err != nil {
-			return service.BadRequest(fmt.Errorf("plan %s: %w", req.Name, err))
-		}
-		if n.Name != SelfPlan && n.Store.Kind == StoreSQLiteSet {
-			return service.BadRequest(fmt.Errorf("plan %s: store.kind: %q is the built-in plan %s's kind; use sqlite, files or command", n.Name, n.Store.Kind, SelfPlan))
-		}
-		others, err := q.PlanList(ctx)
-		if err != nil {
-			return err
-		}
-		for _, o := range others {
-			op, err := decodePlan(o)
-			if err == nil && o.Name != n.Name && op.Directory == n.Directory {
-				return service.BadRequest(fmt.Errorf("plan %s: directory: %s is the directory of plan %s; two plans cannot share a backup directory", n.Name, n.Directory, o.Name))
-			}
-		}
-		var prev *db.Plan
-		if exists {
-			prev = &r
-		}
-		rebuild, err = s.putPlan(ctx, q, n, origin, hash, prev, time.Now())
-		name = n.Name
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	if rebuild {
-		s.rebuild[name] = true
-	}
-	// A changed schedule takes effect at once: prune by it now.
-	delete(s.pruned, name)
-	s.mu.Unlock()
-	s.poke()
-	q := db.New(s.rt.DB.R)
-	r, err := q.PlanGet(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	backups, err := q.BackupsOfPlan(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return s.view(r, backups)
-}
-
-func applyPatch(p *Plan, req api.PlanSetRequest) {
-	set := func(dst *string, v *string) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&p.Instance, req.Instance)
-	set(&p.Description, req.Description)
-	set(&p.Schedule, req.Schedule)
-	set(&p.Directory, req.Directory)
-	if req.Store != nil {
-		p.Store = storeOf(*req.Store)
-	}
-	if req.Hooks != nil {
-		p.Hooks = hooksOf(*req.Hooks)
-	}
-	if req.Targets != nil {
-		p.Targets = *req.Targets
-	}
-	if req.MinKeep != nil {
-		p.MinKeep = req.MinKeep
-	}
-	if req.Disabled != nil {
-		p.Disabled = *req.Disabled
-	}
+	return api.PlanDetail{PlanView: v, Bands: bands, Retention: timeline(p, backups, s.now())}, nil
 }
 
 func backupView(b db.Backup) api.BackupView {
@@ -353,106 +209,6 @@ func (s *Service) backupList(ctx context.Context, req api.BackupListRequest) (an
 	out := make([]api.BackupView, 0, len(rows))
 	for _, b := range rows {
 		out = append(out, backupView(b))
-	}
-	return out, nil
-}
-
-// plansFor returns the named plan, or every plan when name is empty.
-func (s *Service) plansFor(ctx context.Context, name string) ([]Plan, error) {
-	q := db.New(s.rt.DB.R)
-	var rows []db.Plan
-	if name != "" {
-		r, err := q.PlanGet(ctx, name)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, service.NotFound(fmt.Errorf("no plan named %q (lifeboat plan list shows the plans)", name))
-		}
-		if err != nil {
-			return nil, err
-		}
-		rows = []db.Plan{r}
-	} else {
-		var err error
-		if rows, err = q.PlanList(ctx); err != nil {
-			return nil, err
-		}
-	}
-	var out []Plan
-	for _, r := range rows {
-		p, err := decodePlan(r)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-func (s *Service) rebuildAll(ctx context.Context, req api.RebuildRequest) (any, error) {
-	plans, err := s.plansFor(ctx, req.Plan)
-	if err != nil {
-		return nil, err
-	}
-	out := []api.RebuildResult{}
-	for _, p := range plans {
-		var res RebuildResult
-		err := s.withPlan(ctx, p.Name, "rebuilding the catalog", func() error {
-			var err error
-			res, err = s.rebuildCatalog(ctx, p, req.Full)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("plan %s: %w", p.Name, err)
-		}
-		out = append(out, api.RebuildResult(res))
-	}
-	return out, nil
-}
-
-// verify re-reads backups in full and records the outcome in the catalog.
-func (s *Service) verify(ctx context.Context, req api.VerifyRequest) (any, error) {
-	plans, err := s.plansFor(ctx, req.Plan)
-	if err != nil {
-		return nil, err
-	}
-	if req.Name != "" && !backup.IsName(req.Name) {
-		return nil, service.BadRequest(fmt.Errorf("%q is not a backup name (want backup-YYYY-MM-DD_HH-MM-SS-ZZZZ; lifeboat backup list shows them)", req.Name))
-	}
-	out := []api.VerifyResult{}
-	for _, p := range plans {
-		if req.Name != "" {
-			if _, err := os.Stat(filepath.Join(p.Directory, req.Name)); err != nil {
-				continue
-			}
-		}
-		err := s.withPlan(ctx, p.Name, "verifying backups", func() error {
-			if req.Name == "" {
-				if _, err := s.rebuildCatalog(ctx, p, true); err != nil {
-					return err
-				}
-			} else {
-				t, _ := backup.ParseName(req.Name)
-				put, _ := check(ctx, p, backup.Entry{Name: req.Name, Time: t}, time.Now())
-				if err := s.rt.DB.Update(ctx, func(tx *store.Tx) error { return db.New(tx).BackupPut(ctx, put) }); err != nil {
-					return err
-				}
-			}
-			rows, err := db.New(s.rt.DB.R).BackupsOfPlan(ctx, p.Name)
-			if err != nil {
-				return err
-			}
-			for _, r := range rows {
-				if req.Name == "" || r.Name == req.Name {
-					out = append(out, api.VerifyResult{Plan: p.Name, Name: r.Name, State: r.State, Problem: r.Problem, Bytes: r.Bytes})
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("plan %s: %w", p.Name, err)
-		}
-	}
-	if req.Name != "" && len(out) == 0 {
-		return nil, service.NotFound(fmt.Errorf("no plan's directory holds %s (lifeboat backup list shows the backups)", req.Name))
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
@@ -423,6 +424,36 @@ func TestUnreadableStoredPlanKeepsItsCatalog(t *testing.T) {
 	}
 	if n := catalog("other"); n != 3 {
 		t.Errorf("the scheduler left %d of 3 catalog rows", n)
+	}
+
+	// The API lists it with the reason, and replaces it only when given
+	// the whole plan, keeping its catalog.
+	views, err := b.s.planList(t.Context())
+	if err != nil {
+		t.Fatalf("plan list beside an unreadable plan: %v", err)
+	}
+	var other *api.PlanView
+	for i := range views {
+		if views[i].Name == "other" {
+			other = &views[i]
+		}
+	}
+	if other == nil || !strings.Contains(other.LastError, "stored definition unreadable") || other.Backups != 3 || other.Origin != originAPI {
+		t.Errorf("plan list shows the unreadable plan as %+v", other)
+	}
+	sched, dirOther := "1h,1d/7d", filepath.Join(dir, "other")
+	if _, err := b.s.planSet(t.Context(), api.PlanSetRequest{Name: "other", Schedule: &sched}); err == nil || !strings.Contains(err.Error(), "give the whole plan") {
+		t.Errorf("plan set of a schedule alone over an unreadable plan: %v", err)
+	}
+	if _, err := b.s.planSet(t.Context(), api.PlanSetRequest{Name: "other", Schedule: &sched, Directory: &dirOther,
+		Store: &api.Store{Kind: StoreSQLite, Path: filepath.Join(dir, "app.db")}}); err != nil {
+		t.Fatalf("plan set of the whole plan over an unreadable one: %v", err)
+	}
+	if p, _, ok, err := b.s.loadPlan(t.Context(), "other"); err != nil || !ok || p.Directory != dirOther {
+		t.Errorf("after plan set: %+v %v %v", p, ok, err)
+	}
+	if n := catalog("other"); n != 3 {
+		t.Errorf("replacing the unreadable plan through the API left %d of 3 catalog rows", n)
 	}
 }
 

@@ -83,8 +83,7 @@ type Service struct {
 	version string
 	clock   func() time.Time
 
-	base context.Context // the service's life: API calls end with it
-	wake chan struct{}   // wakes the scheduler
+	wake chan struct{} // wakes the scheduler
 
 	mu         sync.Mutex
 	doing      map[string]string    // plan -> what its running job is doing
@@ -97,7 +96,6 @@ type Service struct {
 func newService(cfg Config) *Service {
 	return &Service{
 		cfg:        cfg,
-		base:       context.Background(),
 		clock:      time.Now,
 		log:        slog.Default(),
 		wake:       make(chan struct{}, 1),
@@ -111,8 +109,8 @@ func newService(cfg Config) *Service {
 
 // bind attaches the service to its runtime: its database, logger, host and
 // clock. Tests of the handlers bind a runtime holding only a database.
-func (s *Service) bind(ctx context.Context, rt *service.Runtime) {
-	s.rt, s.base = rt, ctx
+func (s *Service) bind(rt *service.Runtime) {
+	s.rt = rt
 	if rt.Logger != nil {
 		s.log = rt.Logger
 	}
@@ -123,7 +121,7 @@ func (s *Service) bind(ctx context.Context, rt *service.Runtime) {
 }
 
 func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
-	s.bind(ctx, rt)
+	s.bind(rt)
 	plans, err := s.cfg.Normalize(s.dataDir)
 	if err != nil {
 		return fmt.Errorf("config backup: %w", err)
