@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"lifeboat.dev/pkg/internal/faults"
+	"lifeboat.dev/pkg/internal/fsx"
 )
 
 // tempPrefix starts the name of a backup being written. IsName never matches
@@ -124,7 +125,7 @@ func Write(ctx context.Context, dir string, m Manifest, fill Fill) (name string,
 	// Deepest first, the temporary directory itself last: every entry is
 	// durable before the rename makes the backup visible.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := syncDir(dirs[i]); err != nil {
+		if err := fsx.SyncDir(dirs[i]); err != nil {
 			return "", Manifest{}, fmt.Errorf("backup: fsync: %w", err)
 		}
 	}
@@ -138,7 +139,7 @@ func Write(ctx context.Context, dir string, m Manifest, fill Fill) (name string,
 		return "", Manifest{}, fmt.Errorf("backup: %w", err)
 	}
 	faults.Point("backup.write.after-rename")
-	if err := syncDir(dir); err != nil {
+	if err := fsx.SyncDir(dir); err != nil {
 		// The rename may not survive a power loss: take it back so that no
 		// caller believes in a backup that may vanish.
 		_ = os.RemoveAll(filepath.Join(dir, name))
@@ -245,24 +246,11 @@ func hashFile(ctx context.Context, p string, sync bool) (string, int64, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
+	n, err := io.Copy(h, fsx.CtxReader(ctx, f))
 	if err != nil {
 		return "", 0, fmt.Errorf("read %s: %w", p, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-// ctxReader stops a long read when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // writeFileSync writes a new file and fsyncs it.
@@ -280,19 +268,6 @@ func writeFileSync(p string, b []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// syncDir fsyncs a directory, making the entries in it durable.
-func syncDir(p string) error {
-	d, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", p, err)
-	}
-	return nil
 }
 
 // CleanTemp removes what interrupted Writes left in dir (temporary backup

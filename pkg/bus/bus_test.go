@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/bustest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 func TestStreamsAreProvisioned(t *testing.T) {
@@ -77,11 +80,11 @@ func TestUnreachableClusterRetriesThenSaysSo(t *testing.T) {
 
 func TestClusterComesUpLate(t *testing.T) {
 	// Connect retries with backoff until the server appears.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	addr := testtool.FreeAddr(t)
 	opts := bus.NewOptions()
 	opts.URLs = []string{"nats://" + addr}
+	var logs testtool.LockedBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -91,7 +94,19 @@ func TestClusterComesUpLate(t *testing.T) {
 		b, err = bus.Connect(ctx, opts)
 		done <- err
 	}()
-	time.Sleep(700 * time.Millisecond)
+	// The server starts only once an attempt has failed: a Connect that
+	// did not retry would then never succeed.
+	testtool.WaitFor(t, 10*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("Connect returned %v before the server was up, want it to keep retrying", err)
+		default:
+		}
+		if !strings.Contains(logs.String(), "cannot reach NATS; retrying") {
+			return fmt.Errorf("no failed attempt logged yet: %q", logs.String())
+		}
+		return nil
+	})
 	sopts := bus.NewOptions()
 	sopts.Listen = addr
 	sopts.DataDir = t.TempDir()

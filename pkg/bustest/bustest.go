@@ -150,19 +150,15 @@ func (c *Cluster) Restart(i int) {
 	c.Servers[i] = c.start(o)
 }
 
-// WaitFor is testtool.WaitFor, kept for the callers that still pass a poll
-// interval, which is ignored: the kit's interval starts at a millisecond
-// and grows.
-//
-// Deprecated: use testtool.WaitFor(t, timeout, cond).
+// WaitFor is testtool.WaitFor, the one poll-until helper, for the callers
+// that still pass a poll interval: it is ignored, since the kit's interval
+// starts at a millisecond and grows. New tests call testtool.WaitFor.
 func WaitFor(t testing.TB, timeout, _ time.Duration, cond func() error) {
 	t.Helper()
 	testtool.WaitFor(t, timeout, cond)
 }
 
-// FreePorts is testtool.FreePorts.
-//
-// Deprecated: use testtool.FreePorts.
+// FreePorts is testtool.FreePorts. New tests call testtool.FreePorts.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	return testtool.FreePorts(t, n)

@@ -2,6 +2,7 @@ package storekind_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/storekind"
 	"lifeboat.dev/pkg/storekind/command"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // logStep returns a command that appends step to the file at log.
@@ -110,16 +112,21 @@ func TestPostHookRunsAfterCancel(t *testing.T) {
 	hk := storekind.WithHooks(k, &storekind.Hook{Command: logStep(log, "freeze")}, &storekind.Hook{Command: logStep(log, "thaw")})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	done := make(chan error, 1)
+	payload := t.TempDir()
 	go func() {
-		// Cancel once the dump is running.
-		for ctx.Err() == nil {
-			if b, _ := os.ReadFile(log); strings.Join(strings.Fields(string(b)), " ") == "freeze dump" {
-				cancel()
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		_, err := hk.Dump(ctx, payload)
+		done <- err
 	}()
-	_, err = hk.Dump(ctx, t.TempDir())
+	// Cancel once the dump is running.
+	testtool.WaitFor(t, 20*time.Second, func() error {
+		if b, _ := os.ReadFile(log); strings.Join(strings.Fields(string(b)), " ") != "freeze dump" {
+			return fmt.Errorf("steps run: %q, want the freeze and the dump", b)
+		}
+		return nil
+	})
+	cancel()
+	err = <-done
 	if err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("cancelled dump: %v", err)
 	}

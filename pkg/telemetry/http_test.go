@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"lifeboat.dev/pkg/testtool"
 )
 
 // get fetches url and returns the status and body.
@@ -111,22 +113,6 @@ func TestHandledBoundsSubjects(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestServeUntilContextEnds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -187,7 +173,7 @@ func TestServeCloseLetsRequestsFinish(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	// Shutdown stops listening before it waits for requests in flight.
-	waitFor(t, 10*time.Second, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		c, err := net.Dial("tcp", s.Addr())
 		if err == nil {
 			c.Close()

@@ -1,7 +1,17 @@
-// Package testtool finds the real programs that tests drive (named, dig,
-// sqlite3, sqlc). A missing one fails the test when CI=true, so that a CI
-// run never passes by skipping the real part, and skips it elsewhere with
-// a message that says how to install it.
+// Package testtool is the test kit every test may import: it depends on
+// the standard library only (no NATS, no SQLite), so a test of any package
+// can use it without pulling the bus in.
+//
+// It finds the real programs that tests drive (named, dig, sqlite3, sqlc).
+// A missing one fails the test when CI=true, so that a CI run never passes
+// by skipping the real part, and skips it elsewhere with a message that
+// says how to install it.
+//
+// It holds the one copy of the small helpers that tests share: WaitFor
+// (poll a condition until it holds, failing with its last error),
+// FreeAddr and FreePorts (loopback ports for servers a test starts), and
+// LockedBuffer (output that a logger or a subprocess writes while the test
+// reads it).
 package testtool
 
 import (

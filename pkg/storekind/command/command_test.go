@@ -16,6 +16,7 @@ import (
 	"lifeboat.dev/pkg/storekind"
 	"lifeboat.dev/pkg/storekind/command"
 	"lifeboat.dev/pkg/storekind/storekindtest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // atomicLoad writes stdin to $LIFEBOAT_TARGET through a temporary file, as
@@ -153,7 +154,7 @@ func TestTimeoutKillsTheWholeGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		if alive(pid) {
 			return fmt.Errorf("the dump's child %d outlived the timeout", pid)
 		}
@@ -197,20 +198,4 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-// waitFor polls cond until it returns nil, failing t after 10s.
-func waitFor(t *testing.T, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

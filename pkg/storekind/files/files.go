@@ -21,7 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"lifeboat.dev/pkg/backup"
-	"lifeboat.dev/pkg/storekind/internal/fsx"
+	"lifeboat.dev/pkg/internal/fsx"
 )
 
 // PayloadName is the archive's file name in a backup.
@@ -520,7 +520,7 @@ func writeFile(ctx context.Context, root *os.Root, name string, r io.Reader) err
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(f, fsx.CtxReader(ctx, r)); err != nil {
 		f.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -539,17 +539,4 @@ func syncDirs(dir string) error {
 		}
 		return fsx.SyncDir(p)
 	})
-}
-
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

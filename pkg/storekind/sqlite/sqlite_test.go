@@ -16,6 +16,7 @@ import (
 	"lifeboat.dev/pkg/storekind"
 	"lifeboat.dev/pkg/storekind/sqlite"
 	"lifeboat.dev/pkg/storekind/storekindtest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 const seedRows = 500
@@ -157,7 +158,7 @@ func testSnapshotUnderConcurrentWriter(t *testing.T, journalMode string) {
 	}()
 	t.Cleanup(func() { stop(); <-writerDone })
 
-	waitFor(t, func() error {
+	testtool.WaitFor(t, 20*time.Second, func() error {
 		if n := committed(); n < 200 {
 			return fmt.Errorf("writer committed %d rows", n)
 		}
@@ -206,7 +207,7 @@ func testSnapshotUnderConcurrentWriter(t *testing.T, journalMode string) {
 		}
 		mu.Unlock()
 		// The writer keeps going past the copy: it was never stopped.
-		waitFor(t, func() error {
+		testtool.WaitFor(t, 20*time.Second, func() error {
 			if c := committed(); c < n+50 {
 				return fmt.Errorf("writer at %d rows, copy had %d", c, n)
 			}
@@ -412,21 +413,5 @@ func assertNoBackup(t *testing.T, dir string) {
 	}
 	for _, de := range des {
 		t.Errorf("%s was left in the backup directory", de.Name())
-	}
-}
-
-// waitFor polls cond until it returns nil, failing t after 20s.
-func waitFor(t *testing.T, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

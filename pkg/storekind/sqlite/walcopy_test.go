@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lifeboat.dev/pkg/storekind/sqlite"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // TestSnapshotUnderWriterAndCheckpoints backs a WAL database up while a
@@ -75,7 +76,7 @@ func TestSnapshotUnderWriterAndCheckpoints(t *testing.T) {
 	})
 	t.Cleanup(func() { stop(); wg.Wait() })
 
-	waitFor(t, func() error {
+	testtool.WaitFor(t, 20*time.Second, func() error {
 		if n := committed(); n < 200 {
 			return fmt.Errorf("writer committed %d transactions", n)
 		}
@@ -85,7 +86,7 @@ func TestSnapshotUnderWriterAndCheckpoints(t *testing.T) {
 	t.Cleanup(sqlite.OnSnapshotPinned(func() { pinnedAt = time.Now() }))
 	t.Cleanup(sqlite.BeforeRawCopy(func() {
 		c0, k0 := committed(), checkpoints.Load()
-		waitFor(t, func() error {
+		testtool.WaitFor(t, 20*time.Second, func() error {
 			if c, k := committed(), checkpoints.Load(); c < c0+30 || k < k0+3 {
 				return fmt.Errorf("%d commits and %d checkpoints since the snapshot", c-c0, k-k0)
 			}

@@ -1,10 +1,13 @@
-// Package fsx holds the file-system steps the store kinds share for a
-// crash-safe Load: fsync a directory, and swap a new tree into place.
+// Package fsx holds the file-system steps that backups and the store kinds
+// share: fsync a directory, swap a new tree into place for a crash-safe
+// Load, and a reader that stops a long copy when its context ends.
 package fsx
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -42,4 +45,22 @@ func Replace(tmp, target string) error {
 	}
 	// tmp now holds the old tree.
 	return os.RemoveAll(tmp)
+}
+
+// CtxReader returns a reader of r that fails with ctx's error once ctx has
+// ended, so that a long copy or hash stops between two reads.
+func CtxReader(ctx context.Context, r io.Reader) io.Reader {
+	return ctxReader{ctx, r}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
