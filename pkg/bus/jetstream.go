@@ -153,18 +153,26 @@ func (s *Subscriber) Subscribe(ctx context.Context, subject string) (<-chan *Del
 		return nil, err
 	}
 	durable := DurableName(s.cfg.Service, subject)
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       durable,
-		Description:   fmt.Sprintf("lifeboat %s: %s", s.cfg.Service, subject),
-		FilterSubject: subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: s.cfg.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	// While a cluster re-forms (a node was killed, the stream elects a
+	// leader) creating a consumer times out: retried until ctx ends.
+	var cons jetstream.Consumer
+	err = retryForming(ctx, s.logger, func() string { return "a majority of the cluster's nodes must run" },
+		fmt.Sprintf("consumer %s on %s", durable, stream), func(ctx context.Context) error {
+			var err error
+			cons, err = s.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+				Durable:       durable,
+				Description:   fmt.Sprintf("lifeboat %s: %s", s.cfg.Service, subject),
+				FilterSubject: subject,
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       s.cfg.AckWait,
+				MaxDeliver:    -1,
+				MaxAckPending: s.cfg.MaxAckPending,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
+		})
 	if err != nil {
-		return nil, fmt.Errorf("bus: consumer %s on %s: %w", durable, stream, err)
+		return nil, err
 	}
 	// Buffered, so that messages wait for the handler while it commits a
 	// batch: the next batch is then as large as what arrived meanwhile.

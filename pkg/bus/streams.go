@@ -57,7 +57,7 @@ func StreamConfigs(opts Options) []jetstream.StreamConfig {
 // seconds what is awaited, until ctx ends.
 func (b *Bus) EnsureStreams(ctx context.Context) error {
 	for _, cfg := range StreamConfigs(b.opts) {
-		if err := b.retryForming(ctx, fmt.Sprintf("stream %s (replicas %d)", cfg.Name, cfg.Replicas), func(ctx context.Context) error {
+		if err := retryForming(ctx, b.opts.Logger, b.clusterState, fmt.Sprintf("stream %s (replicas %d)", cfg.Name, cfg.Replicas), func(ctx context.Context) error {
 			_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
 			return err
 		}); err != nil {
@@ -68,9 +68,10 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 }
 
 // retryForming runs op until it succeeds, retrying the failures of a
-// cluster that is still forming with backoff, and logging what is awaited
-// every few seconds.
-func (b *Bus) retryForming(ctx context.Context, what string, op func(ctx context.Context) error) error {
+// cluster that is still forming, or electing a stream's leader after a node
+// died, with backoff, and logging what is awaited (state) every few
+// seconds.
+func retryForming(ctx context.Context, log *slog.Logger, state func() string, what string, op func(ctx context.Context) error) error {
 	wait, said := 100*time.Millisecond, time.Now()
 	for {
 		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -84,11 +85,11 @@ func (b *Bus) retryForming(ctx context.Context, what string, op func(ctx context
 		}
 		if time.Since(said) >= 3*time.Second {
 			said = time.Now()
-			b.opts.Logger.Warn("waiting for the JetStream cluster: "+b.clusterState(), slog.String("for", what), slog.String("error", err.Error()))
+			log.Warn("waiting for the JetStream cluster: "+state(), slog.String("for", what), slog.String("error", err.Error()))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("bus: %s: gave up waiting for the JetStream cluster (%s): %w", what, b.clusterState(), err)
+			return fmt.Errorf("bus: %s: gave up waiting for the JetStream cluster (%s): %w", what, state(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)

@@ -87,8 +87,17 @@ type Finish = store.Finish
 // WorkKind is a kind of queued job and the worker that runs it. Make one
 // with Work.
 type WorkKind struct {
-	Kind string
-	run  store.Worker
+	Kind    string
+	run     store.Worker
+	backoff func(attempt int) time.Duration
+}
+
+// WithBackoff sets the delay before a failed job's next attempt (the
+// queue's default is exponential from 1 s to 5 min); Deps.WorkBackoff, when
+// the process sets it, still wins.
+func (w WorkKind) WithBackoff(f func(attempt int) time.Duration) WorkKind {
+	w.backoff = f
+	return w
 }
 
 // Work declares the worker of the jobs of kind, whose payload is a T. The
@@ -164,8 +173,9 @@ type Deps struct {
 	// Now is the clock of the service's store and work queue; nil means
 	// time.Now.
 	Now func() time.Time
-	// WorkBackoff is the work queue's delay before a failed job's next
-	// attempt; nil means store.NewQueueOptions's.
+	// WorkBackoff, when set, is the delay before a failed job's next
+	// attempt for every kind (tests shorten it); nil leaves each kind's
+	// (WorkKind.WithBackoff, or store.NewQueueOptions's).
 	WorkBackoff func(attempt int) time.Duration
 }
 
@@ -381,11 +391,15 @@ func (rt *Runtime) start() error {
 			host := OwnerHost(rt.Deps.Host)
 			qopts.Owns = func(owner string) bool { return owner == "" || owner == host }
 		}
-		if rt.Deps.WorkBackoff != nil {
-			qopts.Backoff = rt.Deps.WorkBackoff
-		}
+		qopts.KindBackoff = map[string]func(int) time.Duration{}
 		for _, w := range rt.Spec.Work {
 			qopts.Workers[w.Kind] = w.run
+			if w.backoff != nil {
+				qopts.KindBackoff[w.Kind] = w.backoff
+			}
+		}
+		if rt.Deps.WorkBackoff != nil {
+			qopts.Backoff, qopts.KindBackoff = rt.Deps.WorkBackoff, nil
 		}
 		q := store.NewQueue(rt.DB, qopts)
 		rt.Go(q.Run)

@@ -147,8 +147,10 @@ type QueueOptions struct {
 	// Lease is how long a started job is held without renewal; the worker
 	// renews it at a third of that while it runs. Default 30 s.
 	Lease time.Duration
-	// Backoff is the delay before attempt n+1 after attempt n failed.
-	Backoff func(attempt int) time.Duration
+	// Backoff is the delay before attempt n+1 after attempt n failed;
+	// KindBackoff overrides it for some kinds.
+	Backoff     func(attempt int) time.Duration
+	KindBackoff map[string]func(attempt int) time.Duration
 	// Idle bounds how long the queue sleeps without a wake-up, so that a
 	// job whose owner check turned true starts. Default 5 s.
 	Idle   time.Duration
@@ -317,13 +319,16 @@ func (q *Queue) warnOnce(kind, msg string) {
 func (q *Queue) run(ctx context.Context, work Worker, h db.Work, held int64) {
 	j := Job{ID: h.ID, Kind: h.Kind, Key: h.Key, Owner: h.Owner, Payload: h.Payload,
 		Attempt: int(h.Attempts) + 1, LastError: h.LastError, Enqueued: time.UnixMilli(h.CreatedAt)}
+	log := q.opts.Logger.With(slog.String("job", j.ID), slog.String("kind", j.Kind), slog.String("key", j.Key), slog.Int("attempt", j.Attempt))
 	var tr map[string][]string
 	if h.Trace != "" {
-		_ = json.Unmarshal([]byte(h.Trace), &tr)
+		if err := json.Unmarshal([]byte(h.Trace), &tr); err != nil {
+			// The job still runs, only outside the trace that queued it.
+			log.Warn("work queue: the job's trace context is unreadable; it runs in a new trace", slog.String("error", err.Error()))
+		}
 	}
 	jobCtx, cancel := context.WithCancel(telemetry.ExtractHeaders(ctx, tr))
 	defer cancel()
-	log := q.opts.Logger.With(slog.String("job", j.ID), slog.String("kind", j.Kind), slog.String("key", j.Key), slog.Int("attempt", j.Attempt))
 
 	// Renew the lease while the job runs; losing it cancels the job.
 	var heldMu sync.Mutex
@@ -392,7 +397,11 @@ func (q *Queue) run(ctx context.Context, work Worker, h db.Work, held int64) {
 		}
 		err = fmt.Errorf("recording the outcome: %w", err)
 	}
-	delay := q.opts.Backoff(j.Attempt)
+	backoff := q.opts.Backoff
+	if b, ok := q.opts.KindBackoff[j.Kind]; ok {
+		backoff = b
+	}
+	delay := backoff(j.Attempt)
 	log.Warn("work queue: job failed; will retry", slog.String("error", err.Error()), slog.Duration("retry_in", delay))
 	if rerr := db.New(q.db.w).WorkRetry(bg, db.WorkRetryParams{
 		DueAt: q.db.now().Add(delay).UnixMilli(), LastError: err.Error(), Seq: h.Seq, LeasedUntil: held,

@@ -342,3 +342,30 @@ func TestEnqueueRefusesAJobWithoutIDOrKind(t *testing.T) {
 		t.Fatal("a job without an ID was enqueued")
 	}
 }
+
+func TestAKindsOwnBackoffIsUsed(t *testing.T) {
+	db := open(t, t.TempDir()+"/state.db")
+	asked := make(chan int, 10)
+	fails := func(ctx context.Context, j store.Job) (store.Finish, error) {
+		if j.Attempt < 3 {
+			return nil, errors.New("not yet")
+		}
+		return nil, nil
+	}
+	queueRun(t, db, store.QueueOptions{
+		Workers:     map[string]store.Worker{"dns": fails},
+		Backoff:     func(int) time.Duration { t.Error("the default backoff was used"); return time.Millisecond },
+		KindBackoff: map[string]func(int) time.Duration{"dns": func(n int) time.Duration { asked <- n; return time.Millisecond }},
+	})
+	enqueue(t, db, store.Work{ID: "j", Kind: "dns"})
+	for _, want := range []int{1, 2} {
+		select {
+		case n := <-asked:
+			if n != want {
+				t.Fatalf("backoff asked for attempt %d, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the kind's backoff was not asked")
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (s *Service) spec() (service.Spec, error) {
 			service.On(s.handleFailoverCompleted),
 			service.On(s.handleRestoreFailed),
 		},
-		Work: []service.WorkKind{service.Work(workChange, s.applyChange)},
+		Work: []service.WorkKind{service.Work(workChange, s.applyChange).WithBackoff(s.backoff)},
 		Endpoints: []service.Endpoint{
 			{Name: "records", Handler: s.recordsEndpoint},
 			{Name: "history", Handler: s.historyEndpoint},
@@ -121,13 +121,11 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 		s.now = rt.Deps.Now
 	}
 	// A change that failed for a reason that may pass is retried by the
-	// work queue after dns.retry's backoff, unless the process gave every
-	// queue its own (the runtime reads it once Init has run). This
-	// service's queue runs only change jobs.
-	if rt.Deps.WorkBackoff == nil {
-		rt.Deps.WorkBackoff = s.backoff
+	// work queue after dns.retry's backoff (the kind's, see spec), unless
+	// the process gave every queue its own.
+	if rt.Deps.WorkBackoff != nil {
+		s.retryIn = rt.Deps.WorkBackoff
 	}
-	s.retryIn = rt.Deps.WorkBackoff
 	if !s.cfg.Enabled() {
 		s.log.InfoContext(ctx, "no DNS zone configured (dns.zone): dns-updater changes nothing")
 		return nil
