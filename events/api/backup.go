@@ -89,7 +89,8 @@ type Store struct {
 	Dump []string `json:"dump,omitempty"`
 	// Load is the command that reads a dump on stdin back into the store.
 	Load []string `json:"load,omitempty"`
-	// Env is added to the dump and load commands' environment.
+	// Env is added to the dump and load commands' environment. In answers
+	// its values are Redacted: only the names are shown.
 	Env []string `json:"env,omitempty"`
 	// Timeout bounds a dump command; zero is the service's default (1h).
 	Timeout Duration `json:"timeout,omitzero"`
@@ -259,3 +260,6 @@ type RebuildResult struct {
 type BackupSchedulerStatus struct {
 	Plans []PlanView `json:"plans"`
 }
+
+// Redacted stands for a secret's value in an answer.
+const Redacted = "<redacted>"

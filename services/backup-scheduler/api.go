@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -227,7 +228,7 @@ func wirePlan(p Plan) api.Plan {
 	w := api.Plan{
 		Name: p.Name, Instance: p.Instance, Description: p.Description, Schedule: p.Schedule, Directory: p.Directory,
 		Store: api.Store{Kind: p.Store.Kind, Path: p.Store.Path, Include: p.Store.Include, Exclude: p.Store.Exclude,
-			Dump: p.Store.Dump, Load: p.Store.Load, Env: p.Store.Env, Timeout: api.Duration(p.Store.Timeout)},
+			Dump: p.Store.Dump, Load: p.Store.Load, Env: redactEnv(p.Store.Env), Timeout: api.Duration(p.Store.Timeout)},
 		Targets: p.Targets, Disabled: p.Disabled, MinKeep: p.MinKeep,
 	}
 	if h := p.Hooks.Pre; h != nil {
@@ -237,6 +238,21 @@ func wirePlan(p Plan) api.Plan {
 		w.Hooks.Post = &api.Hook{Command: h.Command, Timeout: api.Duration(h.Timeout)}
 	}
 	return w
+}
+
+// redactEnv shows an environment's names, never its values: they are
+// where a dump command's password goes (PGPASSWORD=…), and plan show,
+// status and the status page are read by anyone who can reach the API.
+func redactEnv(env []string) []string {
+	if env == nil {
+		return nil
+	}
+	out := make([]string, len(env))
+	for i, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		out[i] = name + "=" + api.Redacted
+	}
+	return out
 }
 
 // storeOf is the store an API request asks for.
