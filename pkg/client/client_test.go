@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -225,24 +224,4 @@ func TestCommandAndListenRefuseWhatIsNotOne(t *testing.T) {
 	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 0 {
 		t.Errorf("commands stream: %+v, %v", info, err)
 	}
-}
-
-// TestStatusReplyIsTheContracts: the runtime's status reply and the
-// contract's ServiceStatus have the same fields, types and JSON names, so
-// a client decoding the contract reads every field the runtime sends.
-func TestStatusReplyIsTheContracts(t *testing.T) {
-	same := func(a, b reflect.Type) {
-		t.Helper()
-		if a.NumField() != b.NumField() {
-			t.Fatalf("%s has %d fields, %s %d", a, a.NumField(), b, b.NumField())
-		}
-		for i := range a.NumField() {
-			fa, fb := a.Field(i), b.Field(i)
-			if fa.Name != fb.Name || fa.Tag.Get("json") != fb.Tag.Get("json") || (fa.Type.Kind() != reflect.Slice && fa.Type != fb.Type) {
-				t.Errorf("%s.%s %s `%s` differs from %s.%s %s `%s`", a, fa.Name, fa.Type, fa.Tag, b, fb.Name, fb.Type, fb.Tag)
-			}
-		}
-	}
-	same(reflect.TypeFor[service.Status](), reflect.TypeFor[api.ServiceStatus]())
-	same(reflect.TypeFor[service.ConsumerStatus](), reflect.TypeFor[api.ConsumerStatus]())
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/pkg/telemetry"
@@ -458,29 +459,12 @@ func (rt *Runtime) tracked(h micro.HandlerFunc) micro.HandlerFunc {
 	}
 }
 
-// Status is the reply of every service's status endpoint.
-type Status struct {
-	Service       string           `json:"service"`
-	Host          string           `json:"host"`
-	Version       string           `json:"version"`
-	StartedAt     time.Time        `json:"started_at"`
-	UptimeSeconds float64          `json:"uptime_seconds"`
-	Database      string           `json:"database"`
-	Handled       int64            `json:"handled"`
-	OutboxPending int64            `json:"outbox_pending"`
-	DeadLettered  int64            `json:"dead_lettered"`
-	Consumers     []ConsumerStatus `json:"consumers"`
-	Details       any              `json:"details,omitempty"`
-}
+// Status is the reply of every service's status endpoint (the contract's
+// type).
+type Status = api.ServiceStatus
 
 // ConsumerStatus is one durable consumer as JetStream sees it.
-type ConsumerStatus struct {
-	Subject     string `json:"subject"`
-	Durable     string `json:"durable"`
-	Pending     uint64 `json:"pending"`
-	AckPending  int    `json:"ack_pending"`
-	Redelivered int    `json:"redelivered"`
-}
+type ConsumerStatus = api.ConsumerStatus
 
 // CurrentStatus gathers the service's status.
 func (rt *Runtime) CurrentStatus(ctx context.Context) (Status, error) {
