@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,35 @@ func TestDumpKeepsTheProcessLocks(t *testing.T) {
 	}
 	if err := tx.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
 		t.Errorf("the reader's snapshot now holds %d rows (%v), want 1", n, err)
+	}
+}
+
+// TestDumpLeavesNoDescriptor: once a backup of a database that no other
+// connection of this process has open is done, the process has no
+// descriptor left on the database or its -shm (a volume is not kept busy
+// past its backup), and the file keeps only the application's locks.
+func TestDumpLeavesNoDescriptor(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd to list the process's descriptors")
+	}
+	p := filepath.Join(t.TempDir(), "live.db")
+	w := open(t, p)
+	mustExec(t, w, "PRAGMA journal_mode=WAL")
+	mustExec(t, w, "CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB)")
+	mustExec(t, w, "INSERT INTO t(pad) VALUES (randomblob(1000))")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.New(p).Dump(context.Background(), t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, p) {
+			t.Errorf("descriptor %s is still open on %s after the dump", e.Name(), target)
+		}
 	}
 }

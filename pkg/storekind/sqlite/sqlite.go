@@ -92,6 +92,9 @@ func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error)
 // (walcopy.go says why that is the snapshot); a rollback-journal one, and
 // any the fast path declines, through the backup API.
 func (k *Kind) copySnapshot(ctx context.Context, dst string) (time.Time, error) {
+	// After every connection below has closed: see heldFile.
+	beginRaw()
+	defer endRaw()
 	// mode=ro: a backup never writes to the store, and never creates one.
 	db, err := sql.Open("sqlite", dsn(k.path, "mode=ro"))
 	if err != nil {

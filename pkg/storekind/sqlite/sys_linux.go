@@ -66,6 +66,32 @@ func copyFileRange(out, in *os.File, off, n int64) (int64, error) {
 	return int64(c), cerr
 }
 
+// sharedInProcess says whether a descriptor of this process other than f
+// is open on the file fi describes, by the process's descriptor table
+// (/proc/self/fd); true when it cannot tell.
+func sharedInProcess(f *os.File, fi os.FileInfo) bool {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return true
+	}
+	own := ""
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { own = strconv.FormatUint(uint64(fd), 10) })
+	}
+	if own == "" {
+		return true
+	}
+	for _, e := range ents {
+		if e.Name() == own {
+			continue
+		}
+		if st, err := os.Stat("/proc/self/fd/" + e.Name()); err == nil && os.SameFile(st, fi) {
+			return true
+		}
+	}
+	return false
+}
+
 // unlinked says whether f's file has been deleted (it has no name left).
 func unlinked(f *os.File) bool {
 	var st syscall.Stat_t

@@ -18,6 +18,10 @@ func copyRange(out, in *os.File, off, n int64) (int64, error) {
 	return io.Copy(io.NewOffsetWriter(out, off), io.NewSectionReader(in, off, n))
 }
 
+// sharedInProcess reports true: where the process's descriptors cannot be
+// listed, a held descriptor stays open.
+func sharedInProcess(*os.File, os.FileInfo) bool { return true }
+
 // unlinked reports false: where a file's link count cannot be read, a held
 // descriptor stays open.
 func unlinked(*os.File) bool { return false }

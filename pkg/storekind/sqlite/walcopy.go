@@ -272,58 +272,44 @@ func pinBetweenHeaders(ctx context.Context, name, dbPath string, rd *sql.Conn, a
 	return &walPin{index: index, wal: wal}, consistentAt, "", false, nil
 }
 
-// held is every database and wal-index file the fast path has read, each
-// on one read-only descriptor that stays open: see heldFile.
+// held is every database and wal-index file the fast path reads, each on
+// one read-only descriptor: see heldFile.
 var held struct {
 	sync.Mutex
-	files []heldEntry
+	files  []heldEntry
+	copies int // copies in progress, between beginRaw and endRaw
 }
 
 type heldEntry struct {
 	f  *os.File
-	fi os.FileInfo // f's, for os.SameFile
+	fi os.FileInfo // f's, for os.SameFile; nil if it could not be had
 }
 
 // heldFile returns a read-only descriptor on the file at p, a database or
-// its -shm, that this process keeps open: one per file (by device and
-// inode), shared, so read it only at explicit offsets (ReadAt), and never
-// close it.
+// its -shm: one per file (by device and inode), shared, so read it only at
+// explicit offsets (ReadAt), and never close it: endRaw does, when that is
+// safe.
 //
 // SQLite's locks on a database and its wal-index are POSIX advisory locks,
 // and closing any descriptor of a file releases every such lock the
 // process holds on it, whichever descriptor took it (fcntl(2); "How To
-// Corrupt An SQLite Database File", 2.2). A backup that opened the
-// database or its -shm and closed it again would silently drop the locks
-// of this process's connections: the read transaction that pins the
+// Corrupt An SQLite Database File", 2.2). A copy that opened the database
+// or its -shm and closed it again while connections of this process held
+// locks on it silently dropped them: the read transaction that pins the
 // snapshot (another process could then checkpoint past it), and any other
 // connection of the process to that database (lifeboat-self's services,
-// the benchmark's writer). Another process then took the database for
-// its own: seen as the wal-index vanishing and the database malformed
-// after a sqlite3 CLI opened it once a backup had run. A descriptor that
-// is never closed releases nothing. The cost is one descriptor per file;
-// one whose file has since been deleted is closed at the next call (SQLite
-// deletes a -shm only once no connection uses it, which happens whenever
-// an application closes its last one, and a deleted file is nobody's to
-// open again).
+// the benchmark's writer), after which another process could take the
+// database for its own: seen as the wal-index vanishing and the database
+// malformed after a sqlite3 CLI opened it once a backup had run.
 func heldFile(p string) (*os.File, error) {
 	held.Lock()
 	defer held.Unlock()
-	kept := held.files[:0]
-	for _, e := range held.files {
-		if unlinked(e.f) {
-			e.f.Close()
-			continue
-		}
-		kept = append(kept, e)
-	}
-	clear(held.files[len(kept):])
-	held.files = kept
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range held.files {
-		if os.SameFile(e.fi, fi) {
+		if e.fi != nil && os.SameFile(e.fi, fi) {
 			return e.f, nil
 		}
 	}
@@ -331,13 +317,48 @@ func heldFile(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err = f.Stat(); err != nil {
-		// Not closed: the file may be one SQLite holds locks on.
-		held.files = append(held.files, heldEntry{f: f})
-		return nil, err
+	fi, err = f.Stat()
+	if err != nil {
+		fi = nil // kept, not closed: SQLite may hold locks on the file
 	}
 	held.files = append(held.files, heldEntry{f: f, fi: fi})
+	if err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// beginRaw and endRaw bracket a copy's use of held descriptors, around its
+// connections to the database: endRaw runs after they have closed. Once no
+// copy is in progress, endRaw closes every held descriptor that no other
+// descriptor of this process shares: with none, the process holds no lock
+// on the file (a lock lives only as long as a descriptor), so closing it
+// releases nothing, and a database is not kept open (its volume busy) for
+// longer than its backup. One that another descriptor shares, a
+// connection of this process to the database, stays open for the next
+// copy, until that connection has gone or the file has been deleted.
+func beginRaw() {
+	held.Lock()
+	held.copies++
+	held.Unlock()
+}
+
+func endRaw() {
+	held.Lock()
+	defer held.Unlock()
+	if held.copies--; held.copies > 0 {
+		return
+	}
+	kept := held.files[:0]
+	for _, e := range held.files {
+		if e.fi == nil || (!unlinked(e.f) && sharedInProcess(e.f, e.fi)) {
+			kept = append(kept, e)
+			continue
+		}
+		e.f.Close()
+	}
+	clear(held.files[len(kept):])
+	held.files = kept
 }
 
 // isWAL says whether the database file at p is in WAL mode: its header's
