@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -25,6 +24,7 @@ import (
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/pkg/testtool"
 )
 
 const headerSent = "Bench-Sent"
@@ -224,7 +224,14 @@ func startupOnce(bin string) (time.Duration, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	listen, httpAddr := freeAddr(), freeAddr()
+	listen, err := testtool.PickAddr()
+	if err != nil {
+		return 0, err
+	}
+	httpAddr, err := testtool.PickAddr()
+	if err != nil {
+		return 0, err
+	}
 	cmd := exec.Command(bin, "up", "--data", dir, "--nats-listen", listen, "--http", httpAddr, "--log-level", "warn")
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -265,15 +272,6 @@ func countServices(url string) int {
 			found[p.Name] = true
 		}
 	}
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func timed(f func() error) (time.Duration, error) {

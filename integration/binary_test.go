@@ -1,10 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/client"
+	"lifeboat.dev/pkg/testtool"
 )
 
 var (
@@ -51,44 +50,6 @@ func lifeboatBinary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// lockedBuffer collects a subprocess's output safely.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // call asks service's endpoint, with no request, and decodes the answer
 // into reply, waiting at most timeout.
 func call(t *testing.T, nc *nats.Conn, timeout time.Duration, service, endpoint string, reply any) error {
@@ -103,10 +64,10 @@ func call(t *testing.T, nc *nats.Conn, timeout time.Duration, service, endpoint 
 // with a reason while lifeboat keeps running, and SIGTERM stops it cleanly.
 func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 	bin := lifeboatBinary(t)
-	listen := freeAddr(t)
+	listen := testtool.FreeAddr(t)
 	data := t.TempDir()
-	var logs lockedBuffer
-	cmd := exec.Command(bin, "up", "--data", data, "--nats-listen", listen, "--http", freeAddr(t), "--host", "it-host")
+	var logs testtool.LockedBuffer
+	cmd := exec.Command(bin, "up", "--data", data, "--nats-listen", listen, "--http", testtool.FreeAddr(t), "--host", "it-host")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -119,12 +80,12 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 		}
 	})
 	var nc *nats.Conn
-	waitFor(t, 30*time.Second, func() (err error) {
+	testtool.WaitFor(t, 30*time.Second, func() (err error) {
 		nc, err = nats.Connect("nats://" + listen)
 		return err
 	})
 	defer nc.Close()
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		return call(t, nc, time.Second, events.ServiceVolumeMonitor, api.Status, nil)
 	})
 	js, _ := jetstream.New(nc)
@@ -144,7 +105,7 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 	if err := nc.Publish("lifeboat.event.host.down", []byte(`not json`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, func() error {
+	testtool.WaitFor(t, 15*time.Second, func() error {
 		var hosts []api.Host
 		if err := call(t, nc, time.Second, events.ServiceVolumeMonitor, api.Hosts, &hosts); err != nil {
 			return err
@@ -160,7 +121,7 @@ func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 15*time.Second, func() error {
+	testtool.WaitFor(t, 15*time.Second, func() error {
 		out, err := exec.Command(bin, "events", "dlq", "--nats", "nats://"+listen).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)

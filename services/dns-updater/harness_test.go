@@ -22,6 +22,7 @@ import (
 	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // The contract's wire types (lifeboat.dev/events/api) under the names this
@@ -200,7 +201,7 @@ func (h *harness) activate(instance, addr string, epoch uint64) bus.Envelope {
 func (h *harness) waitUpdated(n int) events.DNSRecordUpdated {
 	h.t.Helper()
 	var got []events.DNSRecordUpdated
-	bustest.WaitFor(h.t, 20*time.Second, 5*time.Millisecond, func() error {
+	testtool.WaitFor(h.t, 20*time.Second, func() error {
 		if got = h.updated(); len(got) < n {
 			return fmt.Errorf("%d DNSRecordUpdated on the stream, want %d (failed: %+v)", len(got), n, h.failedEvents())
 		}
@@ -213,7 +214,7 @@ func (h *harness) waitUpdated(n int) events.DNSRecordUpdated {
 func (h *harness) waitFailed(n int) events.DNSUpdateFailed {
 	h.t.Helper()
 	var got []events.DNSUpdateFailed
-	bustest.WaitFor(h.t, 30*time.Second, 5*time.Millisecond, func() error {
+	testtool.WaitFor(h.t, 30*time.Second, func() error {
 		if got = h.failedEvents(); len(got) < n {
 			return fmt.Errorf("%d DNSUpdateFailed on the stream, want %d (updated: %+v)", len(got), n, h.updated())
 		}

@@ -19,6 +19,7 @@ import (
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/pkg/telemetry"
+	"lifeboat.dev/pkg/testtool"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 	"lifeboat.dev/services/dns-updater/provider/embedded"
@@ -442,7 +443,7 @@ func TestChangesQueuedBeforeTheUpgradeAreApplied(t *testing.T) {
 	if u.New != "198.51.100.7" || u.TTL != 60 {
 		t.Fatalf("second DNSRecordUpdated = %+v, want the TTL change after the switch", u)
 	}
-	bustest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		if st := h.status(); st.Pending != 0 {
 			return fmt.Errorf("%d changes pending", st.Pending)
 		}

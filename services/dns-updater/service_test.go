@@ -506,7 +506,7 @@ func TestOutageIsRetriedUntilItPasses(t *testing.T) {
 	h := start(t, cfg)
 	h.activate("wr", "198.51.100.7", 1)
 	// Two failed searches: the first attempt and at least one retry.
-	bustest.WaitFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+	testtool.WaitFor(t, 20*time.Second, func() error {
 		if n := len(f.Requests()); n < 2 {
 			return fmt.Errorf("%d requests to the grid during the outage, want 2 or more", n)
 		}

@@ -15,6 +15,7 @@ import (
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/service/servicetest"
 	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // TestHeartbeatsAreRecordedAndMalformedOnesDropped: a heartbeat on core
@@ -37,7 +38,7 @@ func TestHeartbeatsAreRecordedAndMalformedOnesDropped(t *testing.T) {
 	if err := b.NC.Publish(env.Subject, env.Body); err != nil {
 		t.Fatal(err)
 	}
-	bustest.WaitFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		m, err := b.NC.Request(events.APISubject(Name, "hosts"), nil, 2*time.Second)
 		if err != nil {
 			return err

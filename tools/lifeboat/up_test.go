@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,38 +18,23 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/testtool"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// waitFor and freeAddr are the test kit's, under the names the other test
+// files of this package call them by.
+var (
+	waitFor  = testtool.WaitFor
+	freeAddr = testtool.FreeAddr
+)
 
 // startUp runs `lifeboat up` in this process and returns its NATS URL.
-func startUp(t *testing.T, extra ...string) (natsURL string, logs *syncBuffer) {
+func startUp(t *testing.T, extra ...string) (natsURL string, logs *testtool.LockedBuffer) {
 	t.Helper()
-	listen := freeAddr(t)
-	args := append([]string{"up", "--data", t.TempDir(), "--nats-listen", listen, "--http", freeAddr(t), "--host", "test-host"}, extra...)
+	listen := testtool.FreeAddr(t)
+	args := append([]string{"up", "--data", t.TempDir(), "--nats-listen", listen, "--http", testtool.FreeAddr(t), "--host", "test-host"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
+	logs = &testtool.LockedBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		root := newRootCmd()
@@ -73,32 +57,17 @@ func startUp(t *testing.T, extra ...string) (natsURL string, logs *syncBuffer) {
 	return "nats://" + listen, logs
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestUpStartsSixServices: `lifeboat up` from a clean data dir brings up all
 // six micro services, each answering status, and the three streams.
 func TestUpStartsSixServices(t *testing.T) {
 	url, logs := startUp(t)
 	var nc *nats.Conn
-	waitFor(t, 30*time.Second, func() (err error) {
+	testtool.WaitFor(t, 30*time.Second, func() (err error) {
 		nc, err = nats.Connect(url)
 		return err
 	})
 	defer nc.Close()
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		// What `nats micro ls` does: ping every service.
 		inbox := nats.NewInbox()
 		sub, err := nc.SubscribeSync(inbox)
@@ -219,12 +188,12 @@ func TestUpReportsPortInUse(t *testing.T) {
 	}
 	defer l.Close()
 	var out bytes.Buffer
-	code := run([]string{"up", "--data", t.TempDir(), "--nats-listen", l.Addr().String(), "--http", freeAddr(t)}, &out, &out)
+	code := run([]string{"up", "--data", t.TempDir(), "--nats-listen", l.Addr().String(), "--http", testtool.FreeAddr(t)}, &out, &out)
 	if code == 0 || !strings.Contains(out.String(), l.Addr().String()) || !strings.Contains(out.String(), "--nats-listen") {
 		t.Fatalf("exit %d, output:\n%s\nwant the port and how to change it", code, out.String())
 	}
 	out.Reset()
-	code = run([]string{"up", "--data", t.TempDir(), "--nats-listen", freeAddr(t), "--http", l.Addr().String()}, &out, &out)
+	code = run([]string{"up", "--data", t.TempDir(), "--nats-listen", testtool.FreeAddr(t), "--http", l.Addr().String()}, &out, &out)
 	if code == 0 || !strings.Contains(out.String(), l.Addr().String()) || !strings.Contains(out.String(), "--http") {
 		t.Fatalf("exit %d, output:\n%s\nwant the port and how to change it", code, out.String())
 	}
@@ -232,7 +201,7 @@ func TestUpReportsPortInUse(t *testing.T) {
 
 func TestEventsPublishTailAndDLQ(t *testing.T) {
 	url, _ := startUp(t)
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		var out bytes.Buffer
 		if run([]string{"status", "--nats", url}, &out, &out) != 0 {
 			return fmt.Errorf("%s", out.String())
@@ -266,7 +235,7 @@ func TestEventsPublishTailAndDLQ(t *testing.T) {
 	if err := nc.Publish("lifeboat.event.host.down", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, func() error {
+	testtool.WaitFor(t, 15*time.Second, func() error {
 		out.Reset()
 		if code := run([]string{"events", "dlq", "--nats", url, "--json"}, &out, &out); code != 0 {
 			return fmt.Errorf("dlq exited %d: %s", code, out.String())
