@@ -9,6 +9,7 @@ import (
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/service/servicetest"
+	"lifeboat.dev/pkg/testtool"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 )
 
@@ -117,7 +118,7 @@ func (n *clockedNode) advanceUntil(step, timeout time.Duration, cond func() erro
 	n.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		waitFor(n.t, time.Until(deadline), n.settled)
+		testtool.WaitFor(n.t, time.Until(deadline), n.settled)
 		// (An event published a moment ago may not have reached the
 		// recorder yet: then the clock moves on one step more than it
 		// had to, which conditions of the form "at least n" allow.)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"lifeboat.dev/pkg/service/servicetest"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/pkg/storekind"
+	"lifeboat.dev/pkg/testtool"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 	lbsql "lifeboat.dev/sql"
 )
@@ -390,7 +390,7 @@ func TestUnreadableStoredPlanKeepsItsCatalog(t *testing.T) {
 	}
 
 	// At start the config file's declaration replaces it; the catalog stays.
-	var logs lockedBuffer
+	var logs testtool.LockedBuffer
 	b.s.log = slog.New(slog.NewTextHandler(&logs, nil))
 	norm, err := app.Normalize()
 	if err != nil {
@@ -457,24 +457,6 @@ func TestUnreadableStoredPlanKeepsItsCatalog(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestWithPlanWaitsForThePlansJobs: an API call holding a plan (withPlan)
 // runs only once the plan's jobs queued before it have finished, and holds
 // the jobs queued after it until it returns; a call that gives up leaves
@@ -517,7 +499,7 @@ func TestWithPlanWaitsForThePlansJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		if got := b.takenEvents(t); len(got) != 2 || got[1].RequestID != "after" {
 			return fmt.Errorf("answers %+v; want the take queued during the hold answered after it", got)
 		}
@@ -531,7 +513,7 @@ func TestWithPlanWaitsForThePlansJobs(t *testing.T) {
 	if err := b.s.withPlan(gone, "app", "giving up", func() error { return errors.New("ran") }); !errors.Is(err, context.Canceled) {
 		t.Errorf("withPlan with an ended context: %v", err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		if jobs := b.jobs(t); len(jobs) != 0 {
 			return fmt.Errorf("queued %+v; want everything done", jobs)
 		}

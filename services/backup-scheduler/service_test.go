@@ -83,8 +83,8 @@ func TestScheduledBackupsUnderWrites(t *testing.T) {
 	const sched = "1s,2s/4s"
 	n := startNode(t, b, Config{Plans: []Plan{sqlitePlan("app", sched, src, backups)}}, t.TempDir(), rec)
 
-	waitFor(t, 60*time.Second, rec.atLeast("app", 8, "BackupTaken", isTaken))
-	waitFor(t, 30*time.Second, rec.atLeast("app", 3, "BackupPruned", isPruned))
+	testtool.WaitFor(t, 60*time.Second, rec.atLeast("app", 8, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 3, "BackupPruned", isPruned))
 	n.stop()
 	if w.commits.Load() == 0 {
 		t.Fatal("the writer committed nothing")
@@ -164,7 +164,7 @@ func TestTakeCommandIsAnswered(t *testing.T) {
 	app.MinKeep = ptr(10) // the rule would prune backups taken in one hour's slot
 	startNode(t, b, Config{Plans: []Plan{app, off}}, t.TempDir(), rec)
 	// The plan's first scheduled backup is due at once.
-	waitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
 
 	ids := map[string]events.BackupKind{
 		take(t, b, "app", events.BackupManual): events.BackupManual,
@@ -185,7 +185,7 @@ func TestTakeCommandIsAnswered(t *testing.T) {
 		}
 		return out
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		if got := len(answers()); got < len(ids)+2 {
 			return fmt.Errorf("%d answers, want %d", got, len(ids)+2)
 		}
@@ -232,7 +232,7 @@ func TestScheduleChangeKeepsBackups(t *testing.T) {
 	backups := filepath.Join(dir, "backups")
 	before, after := "1s,1m/10m", "1s,4s/1m"
 	startNode(t, b, Config{Plans: []Plan{sqlitePlan("app", before, src, backups)}}, t.TempDir(), rec)
-	waitFor(t, 60*time.Second, rec.atLeast("app", 8, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 60*time.Second, rec.atLeast("app", 8, "BackupTaken", isTaken))
 	if n := rec.count("app", isPruned); n != 0 {
 		t.Fatalf("%d pruning passes deleted backups under %s, which keeps every one of them", n, before)
 	}
@@ -262,7 +262,7 @@ func TestScheduleChangeKeepsBackups(t *testing.T) {
 	if v.Schedule != after || v.SteadyState != schedule.MustParse(after).SteadyState() {
 		t.Fatalf("plan set answered %+v", v)
 	}
-	waitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupPruned", isPruned))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupPruned", isPruned))
 	var firstPass *events.BackupPruned
 	for _, e := range rec.all() {
 		if e.Pruned != nil {
@@ -288,7 +288,7 @@ func TestScheduleChangeKeepsBackups(t *testing.T) {
 	if len(left) == 0 {
 		t.Fatal("changing the schedule wiped the backups")
 	}
-	waitFor(t, 30*time.Second, rec.atLeast("app", 12, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 12, "BackupTaken", isTaken))
 	spec := func(at time.Time) schedule.Spec {
 		if at.Before(changedAt) {
 			return schedule.MustParse(before)
@@ -324,8 +324,8 @@ func TestDisabledPlanTakesAndDeletesNothing(t *testing.T) {
 	off.Disabled = true
 	startNode(t, b, Config{Plans: []Plan{sqlitePlan("on", "1s,2s/4s", src, filepath.Join(dir, "on-backups")), off}}, t.TempDir(), rec)
 	// The enabled plan shows the scheduler taking and pruning meanwhile.
-	waitFor(t, 60*time.Second, rec.atLeast("on", 5, "BackupTaken", isTaken))
-	waitFor(t, 30*time.Second, rec.atLeast("on", 2, "BackupPruned", isPruned))
+	testtool.WaitFor(t, 60*time.Second, rec.atLeast("on", 5, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("on", 2, "BackupPruned", isPruned))
 
 	// Its only events are the announcements of the backups its catalog
 	// found in the directory at start, one each (so sync can ship them):
@@ -377,9 +377,9 @@ func TestOverdueAfterDowntimeTakesOne(t *testing.T) {
 	data := t.TempDir()
 	cfg := Config{Plans: []Plan{sqlitePlan("app", "1h,1d/7d", src, filepath.Join(dir, "backups"))}}
 	n := startNode(t, b, cfg, data, rec)
-	waitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
 	var v []PlanView
-	waitFor(t, 10*time.Second, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		mustCall(t, b.NC, EndpointPlanList, nil, &v)
 		if len(v) == 0 || v[0].NextDueAt == nil || v[0].LastAttemptAt == nil {
 			return fmt.Errorf("plan state %+v", v)
@@ -405,8 +405,8 @@ func TestOverdueAfterDowntimeTakesOne(t *testing.T) {
 
 	restarted := time.Now()
 	startNode(t, b, cfg, data, rec)
-	waitFor(t, 30*time.Second, rec.atLeast("app", 2, "BackupTaken", isTaken))
-	waitFor(t, 10*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 2, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		mustCall(t, b.NC, EndpointPlanList, nil, &v)
 		if v[0].LastAttemptAt == nil || v[0].LastAttemptAt.Before(restarted) {
 			return fmt.Errorf("no attempt recorded since the restart: %+v", v[0])
@@ -564,11 +564,11 @@ func TestCatalogFollowsTheDirectory(t *testing.T) {
 	app.MinKeep = ptr(10) // the rule would prune backups taken in one hour's slot
 	cfg := Config{Plans: []Plan{app}}
 	n := startNode(t, b, cfg, data, rec)
-	waitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 1, "BackupTaken", isTaken))
 	for range 3 {
 		take(t, b, "app", events.BackupManual)
 	}
-	waitFor(t, 30*time.Second, rec.atLeast("app", 4, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("app", 4, "BackupTaken", isTaken))
 	entries := mustList(t, backups)
 	if len(entries) != 4 {
 		t.Fatalf("%d backups, want 4", len(entries))
@@ -612,7 +612,7 @@ func TestCatalogFollowsTheDirectory(t *testing.T) {
 	announced := func(name string) int {
 		return rec.count("app", func(e recorded) bool { return e.Taken != nil && e.Taken.Backup == name })
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		if n := announced(copied); n != 1 {
 			return fmt.Errorf("%d BackupTaken for %s, copied in by hand; want 1", n, copied)
 		}
@@ -657,7 +657,7 @@ func TestCatalogFollowsTheDirectory(t *testing.T) {
 	}
 	delete(want, copied)
 	startNode(t, b, cfg, data, rec)
-	waitFor(t, 10*time.Second, func() error {
+	testtool.WaitFor(t, 10*time.Second, func() error {
 		if got := states(); fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("after a restart the catalog is %v, want %v", got, want)
 		}
@@ -704,7 +704,7 @@ func TestPlansPersist(t *testing.T) {
 	app := sqlitePlan("app", "1h,1d/7d", src, filepath.Join(dir, "app"))
 	gone := sqlitePlan("gone", "1h,1d/7d", src, filepath.Join(dir, "gone"))
 	n := startNode(t, b, Config{Plans: []Plan{app, gone}}, data, rec)
-	waitFor(t, 30*time.Second, rec.atLeast("gone", 1, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast("gone", 1, "BackupTaken", isTaken))
 	var v PlanView
 	mustCall(t, b.NC, EndpointPlanSet, PlanSetRequest{Name: "app", Schedule: ptr("2h,1d/7d"), Description: ptr("changed at run time")}, &v)
 	mustCall(t, b.NC, EndpointPlanSet, PlanSetRequest{Name: "extra", Schedule: ptr("1h,1d/7d"), Directory: ptr(filepath.Join(dir, "extra")),
@@ -772,7 +772,7 @@ func TestSelfProtection(t *testing.T) {
 	rec := record(t, b)
 	data := t.TempDir()
 	startNode(t, b, Config{Self: SelfConfig{Enabled: true, Schedule: "1h,1d/7d"}}, data, rec)
-	waitFor(t, 30*time.Second, rec.atLeast(SelfPlan, 1, "BackupTaken", isTaken))
+	testtool.WaitFor(t, 30*time.Second, rec.atLeast(SelfPlan, 1, "BackupTaken", isTaken))
 	var ev *events.BackupTaken
 	for _, e := range rec.all() {
 		if e.Taken != nil {
