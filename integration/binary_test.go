@@ -3,11 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,37 +15,9 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/client"
+	"lifeboat.dev/pkg/hosttest"
 	"lifeboat.dev/pkg/testtool"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// lifeboatBinary builds bin/lifeboat once for the package's tests.
-func lifeboatBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "lifeboat-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "lifeboat")
-		cmd := exec.Command("go", "build", "-o", binPath, "./tools/lifeboat")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // call asks service's endpoint, with no request, and decodes the answer
 // into reply, waiting at most timeout.
@@ -63,7 +32,7 @@ func call(t *testing.T, nc *nats.Conn, timeout time.Duration, service, endpoint 
 // plain `nats pub` of a HostDown is handled, a broken one is dead-lettered
 // with a reason while lifeboat keeps running, and SIGTERM stops it cleanly.
 func TestLifeboatUpHandlesOutsidePublishersAndStopsOnSIGTERM(t *testing.T) {
-	bin := lifeboatBinary(t)
+	bin := hosttest.Binary(t)
 	listen := testtool.FreeAddr(t)
 	data := t.TempDir()
 	var logs testtool.LockedBuffer

@@ -12,6 +12,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // startUpWithBackups runs `lifeboat up` with a plan "site" backing up a
@@ -49,7 +50,7 @@ func startUpWithBackups(t *testing.T) (url, backups string) {
 		t.Fatal(err)
 	}
 	url, _ = startUp(t, "--config", cfgPath)
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		_, err := runCLI(t, "plan", "list", "--nats", url)
 		return err
 	})
@@ -80,7 +81,7 @@ func TestBackupTakeListVerify(t *testing.T) {
 	}
 
 	var list []api.BackupView
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		out, err := runCLI(t, "backup", "list", "--plan", "site", "--json", "--nats", url)
 		if err != nil {
 			return err
@@ -105,7 +106,7 @@ func TestBackupTakeListVerify(t *testing.T) {
 			t.Errorf("listed %+v", b)
 		}
 	}
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		out, err := runCLI(t, "backup", "list", "--nats", url)
 		if err != nil || !strings.Contains(out, ev.Backup) || !strings.Contains(out, "lifeboat-self") {
 			return fmt.Errorf("backup list: %v\n%s", err, out)
@@ -158,7 +159,7 @@ func TestBackupBadArguments(t *testing.T) {
 		}
 	}
 	// No control plane: an error saying so, not a hang.
-	out, err := runCLI(t, "backup", "list", "--nats", "nats://"+freeAddr(t), "--timeout", "1s")
+	out, err := runCLI(t, "backup", "list", "--nats", "nats://"+testtool.FreeAddr(t), "--timeout", "1s")
 	if err == nil || !strings.Contains(out, "lifeboat up") {
 		t.Errorf("backup list with no control plane: %v\n%s", err, out)
 	}

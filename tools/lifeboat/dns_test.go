@@ -42,7 +42,7 @@ func startUpWithDNS(t *testing.T) (natsURL, dnsAddr string) {
 	}
 	url, logs := startUp(t, "--config", cfgPath)
 	var addr string
-	waitFor(t, 30*time.Second, func() error {
+	testtool.WaitFor(t, 30*time.Second, func() error {
 		nc, err := nats.Connect(url)
 		if err != nil {
 			return err
@@ -146,7 +146,7 @@ func TestDNSFailoverDoneWhen(t *testing.T) {
 	}
 	served := func(want string) {
 		t.Helper()
-		waitFor(t, 30*time.Second, func() error {
+		testtool.WaitFor(t, 30*time.Second, func() error {
 			m := new(dns.Msg)
 			m.SetQuestion("wr.example.test.", dns.TypeA)
 			m.RecursionDesired = false

@@ -9,6 +9,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/testtool"
 )
 
 // TestUpExitsNonZeroWhenAServiceFails: a service whose work fails after
@@ -24,7 +25,7 @@ func TestUpExitsNonZeroWhenAServiceFails(t *testing.T) {
 		return spec, err
 	}
 	var out bytes.Buffer
-	code := run([]string{"up", "--data", t.TempDir(), "--nats-listen", freeAddr(t), "--http", freeAddr(t), "--host", "test-host"}, &out, &out)
+	code := run([]string{"up", "--data", t.TempDir(), "--nats-listen", testtool.FreeAddr(t), "--http", testtool.FreeAddr(t), "--host", "test-host"}, &out, &out)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out.String())
 	}

@@ -21,13 +21,6 @@ import (
 	"lifeboat.dev/pkg/testtool"
 )
 
-// waitFor and freeAddr are the test kit's, under the names the other test
-// files of this package call them by.
-var (
-	waitFor  = testtool.WaitFor
-	freeAddr = testtool.FreeAddr
-)
-
 // startUp runs `lifeboat up` in this process and returns its NATS URL.
 func startUp(t *testing.T, extra ...string) (natsURL string, logs *testtool.LockedBuffer) {
 	t.Helper()
