@@ -164,3 +164,29 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesUseOnlyWhatTheRuntimeOffers: no service's code reaches the
+// raw NATS connection or JetStream behind the runtime (Deps.Bus), where a
+// publish would bypass the outbox and a subscription the service's
+// lifecycle; core NATS goes through rt.Listen, events through tx.Emit.
+func TestServicesUseOnlyWhatTheRuntimeOffers(t *testing.T) {
+	root := filepath.Join(repoRoot(t), "services")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, bad := range []string{".Deps.Bus", "bus.NewPublisher", "bus.NewSubscriber"} {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s uses %s: go through the runtime (tx.Emit, rt.Listen, service.On)", path, bad)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
