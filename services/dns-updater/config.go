@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/instances"
 	"lifeboat.dev/services/dns-updater/provider"
 	"lifeboat.dev/services/dns-updater/provider/embedded"
 	"lifeboat.dev/services/dns-updater/provider/infoblox"
@@ -40,8 +41,12 @@ type Config struct {
 	Infoblox InfobloxConfig `yaml:"infoblox"`
 	// Instances maps an instance's name (as restore's InstanceActivated
 	// names it) to its DNS name. These names are the only ones lifeboat
-	// changes.
-	Instances map[string]InstanceConfig `yaml:"instances"`
+	// changes. They are declared in the top-level instances section
+	// (instances.<name>.dns), not here: UseInstances fills this map.
+	Instances map[string]InstanceConfig `yaml:"-"`
+	// MovedInstances is the old dns.instances key, read only to refuse it
+	// with a message saying where the names went (instances.<name>.dns).
+	MovedInstances map[string]InstanceConfig `yaml:"instances"`
 	// LowerTTLBefore, when not 0, is the TTL in seconds an instance's name
 	// is lowered to when a (non-drill) failover of it starts, so that
 	// resolvers let go of the old address quickly; the instance's TTL is
@@ -93,11 +98,11 @@ type InfobloxConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// InstanceConfig is one instance's DNS name.
+// InstanceConfig is one instance's DNS name (instances.<name>.dns).
 type InstanceConfig struct {
 	// Name is the fully qualified name, inside the zone.
 	Name string `yaml:"name"`
-	// Type is A (the default) or AAAA.
+	// Type is A (the default) or AAAA; dns-updater does not set CNAMEs.
 	Type string `yaml:"type"`
 	// TTL in seconds (default DefaultTTL).
 	TTL uint32 `yaml:"ttl"`
@@ -141,14 +146,28 @@ func NewConfig() Config {
 	}
 }
 
+// UseInstances takes the instances' DNS names from lifeboat.yaml's
+// top-level instances section: every instance that declares one
+// (instances.<name>.dns) is an instance whose name dns-updater changes.
+func (c *Config) UseInstances(in instances.Config) {
+	c.Instances = make(map[string]InstanceConfig, len(in))
+	for name, inst := range in {
+		if inst.DNS.Name != "" {
+			c.Instances[name] = InstanceConfig{Name: inst.DNS.Name, Type: inst.DNS.Type, TTL: inst.DNS.TTL}
+		}
+	}
+}
+
 // Enabled says whether a zone is configured.
 func (c *Config) Enabled() bool { return c.Zone != "" }
 
 // Validate checks c, canonicalises its names and fills the defaults of
 // what it leaves empty. An error names the key, prefix-qualified (e.g.
-// "dns.instances.wr.name"), and its line when f (the loaded file, or nil)
-// knows it. Files the provider needs (zone file, TSIG key, credentials)
-// are read now, so that a bad one is reported at start with its key.
+// "dns.zone"; an instance's name is the top-level "instances.wr.dns.name"),
+// and its line when f (the loaded file, or nil) knows it. The old key
+// dns.instances is refused, saying where it moved. Files the provider
+// needs (zone file, TSIG key, credentials) are read now, so that a bad one
+// is reported at start with its key.
 func (c *Config) Validate(f *config.File, prefix string) error {
 	if f == nil {
 		f = &config.File{Path: "config"}
@@ -172,10 +191,36 @@ func (c *Config) Validate(f *config.File, prefix string) error {
 		}
 		return f.Errorf(at, format, args...)
 	}
+	// instAt reports at an instance's key (instances.<inst>.dns.<field>,
+	// top-level) or, when the file lacks it, the nearest one above it.
+	instAt := func(inst, field, format string, args ...any) error {
+		at := "instances." + inst + ".dns." + field
+		for _, k := range []string{at, "instances." + inst + ".dns", "instances." + inst} {
+			if f.Has(k) {
+				return f.Errorf(k, format, args...)
+			}
+		}
+		return f.Errorf(at, format, args...)
+	}
+	if len(c.MovedInstances) > 0 || f.Has(key("instances")) {
+		eg := "instances.wr-manager.dns: {name: wr.example.com., type: A, ttl: 60}"
+		if names := slices.Sorted(maps.Keys(c.MovedInstances)); len(names) > 0 {
+			ic := c.MovedInstances[names[0]]
+			eg = fmt.Sprintf("instances.%s.dns: {name: %s", names[0], ic.Name)
+			if ic.Type != "" {
+				eg += ", type: " + ic.Type
+			}
+			if ic.TTL != 0 {
+				eg += fmt.Sprintf(", ttl: %d", ic.TTL)
+			}
+			eg += "}"
+		}
+		return f.Errorf(key("instances"), "%s moved to instances.<name>.dns: declare each instance once in the top-level instances section (its hosts, active, standby and store) and give its DNS name there, e.g. %s", key("instances"), eg)
+	}
 	d := NewConfig()
 	if c.Zone == "" {
-		if len(c.Instances) > 0 {
-			return errAt([]string{"instances"}, "instances are declared but %s is empty: set the zone their names are in (e.g. example.com.)", key("zone"))
+		if names := slices.Sorted(maps.Keys(c.Instances)); len(names) > 0 {
+			return instAt(names[0], "name", "instance %q has a DNS name but %s is empty: set the zone the names are in (e.g. example.com.), or drop the name", names[0], key("zone"))
 		}
 		return nil
 	}
@@ -269,37 +314,36 @@ func (c *Config) Validate(f *config.File, prefix string) error {
 	owner := map[string]string{}
 	for _, inst := range slices.Sorted(maps.Keys(c.Instances)) {
 		ic := c.Instances[inst]
-		k := func(field string) string { return "instances." + inst + "." + field }
 		if strings.TrimSpace(inst) == "" {
-			return errAt([]string{"instances"}, "an instance has an empty name")
+			return f.Errorf("instances", "an instance has an empty name")
 		}
 		if ic.Name == "" {
-			return errAt([]string{k("name"), "instances." + inst}, "instance %q has no %s: give its fully qualified DNS name", inst, key(k("name")))
+			return instAt(inst, "name", "instance %q has no instances.%s.dns.name: give its fully qualified DNS name", inst, inst)
 		}
 		if ic.Type == "" {
 			ic.Type = "A"
 		}
 		ic.Type = strings.ToUpper(ic.Type)
 		if ic.Type != "A" && ic.Type != "AAAA" {
-			return f.Errorf(key(k("type")), "%q is not A or AAAA", ic.Type)
+			return instAt(inst, "type", "%q: dns-updater points an instance's name at its host's IP address, so the type is A or AAAA", ic.Type)
 		}
 		// Validate with a placeholder address checks the name alone: a
 		// domain name, inside the zone.
 		sample := map[string]string{"A": "192.0.2.1", "AAAA": "2001:db8::1"}[ic.Type]
 		r, err := provider.Validate(zone, provider.Record{Name: ic.Name, Type: ic.Type, Value: sample})
 		if err != nil {
-			return f.Errorf(key(k("name")), "%q: %v", ic.Name, err)
+			return instAt(inst, "name", "%q: %v", ic.Name, err)
 		}
 		ic.Name = r.Name
 		if other, ok := owner[ic.Name]; ok {
-			return f.Errorf(key(k("name")), "%s is already the name of instance %q: one name, one instance (or their epochs would fight)", ic.Name, other)
+			return instAt(inst, "name", "%s is already the name of instance %q: one name, one instance (or their epochs would fight)", ic.Name, other)
 		}
 		owner[ic.Name] = inst
 		if ic.TTL == 0 {
 			ic.TTL = DefaultTTL
 		}
 		if ic.TTL > 2147483647 {
-			return f.Errorf(key(k("ttl")), "%d is larger than the largest TTL, 2147483647", ic.TTL)
+			return instAt(inst, "ttl", "%d is larger than the largest TTL, 2147483647", ic.TTL)
 		}
 		c.Instances[inst] = ic
 	}

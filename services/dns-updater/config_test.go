@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/instances"
 )
 
 func TestStale(t *testing.T) {
@@ -48,38 +49,52 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}
 	cases := []struct {
 		name, yaml, key, msg string
+		instances            string // the top-level instances section
 	}{
-		{"instances without a zone", "instances: {wr: {name: wr.example.test.}}", "dns.instances", "dns.zone is empty"},
-		{"zone not a name", "zone: 'exa mple'", "dns.zone", "not a domain name"},
-		{"unknown provider", "zone: example.test.\nprovider: route53", "dns.provider", `"route53"`},
-		{"listen not host:port", "zone: example.test.\nembedded: {listen: localhost}", "dns.embedded.listen", `"localhost"`},
-		{"zone file that does not load", "zone: example.test.\nembedded: {zone_file: " + badZone + "}", "dns.embedded.zone_file", "300.1.1.1"},
-		{"missing zone file", "zone: example.test.\nembedded: {zone_file: /nonexistent/z}", "dns.embedded.zone_file", "no such file"},
-		{"rfc2136 without server", "zone: example.test.\nprovider: rfc2136", "dns.provider", "dns.rfc2136.server"},
-		{"bad tsig key", "zone: example.test.\nprovider: rfc2136\nrfc2136: {server: 127.0.0.1, key_file: " + badKey + "}", "dns.rfc2136.key_file", "secret"},
-		{"infoblox not a url", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: gm.example.com}", "dns.infoblox.url", `"gm.example.com"`},
-		{"infoblox over plain http", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'http://gm.example.com'}", "dns.infoblox.url", "plain http is refused"},
-		{"infoblox without credentials", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'https://gm'}", "dns.infoblox", "credentials_file"},
-		{"name outside the zone", "zone: example.test.\ninstances: {wr: {name: wr.example.org}}", "dns.instances.wr.name", `"wr.example.org"`},
-		{"instance without a name", "zone: example.test.\ninstances: {wr: {ttl: 30}}", "dns.instances.wr", "dns.instances.wr.name"},
-		{"bad type", "zone: example.test.\ninstances: {wr: {name: wr.example.test, type: CNAME}}", "dns.instances.wr.type", `"CNAME"`},
-		{"one name for two instances", "zone: example.test.\ninstances: {a: {name: wr.example.test}, b: {name: WR.example.test.}}", "dns.instances.b.name", `instance "a"`},
-		{"retry attempts", "zone: example.test.\nretry: {attempts: -1}", "dns.retry.attempts", "out of range"},
-		{"verify net", "zone: example.test.\nverify: {net: sctp}", "dns.verify.net", `"sctp"`},
-		{"backoffs reversed", "zone: example.test.\nverify: {first_backoff: 2s, max_backoff: 1s}", "dns.verify.max_backoff", "shorter"},
+		{"instances without a zone", "provider: embedded", "instances.wr.dns.name", "dns.zone is empty", instance("wr", "192.0.2.1", "{name: wr.example.test.}")},
+		{"zone not a name", "zone: 'exa mple'", "dns.zone", "not a domain name", ""},
+		{"unknown provider", "zone: example.test.\nprovider: route53", "dns.provider", `"route53"`, ""},
+		{"listen not host:port", "zone: example.test.\nembedded: {listen: localhost}", "dns.embedded.listen", `"localhost"`, ""},
+		{"zone file that does not load", "zone: example.test.\nembedded: {zone_file: " + badZone + "}", "dns.embedded.zone_file", "300.1.1.1", ""},
+		{"missing zone file", "zone: example.test.\nembedded: {zone_file: /nonexistent/z}", "dns.embedded.zone_file", "no such file", ""},
+		{"rfc2136 without server", "zone: example.test.\nprovider: rfc2136", "dns.provider", "dns.rfc2136.server", ""},
+		{"bad tsig key", "zone: example.test.\nprovider: rfc2136\nrfc2136: {server: 127.0.0.1, key_file: " + badKey + "}", "dns.rfc2136.key_file", "secret", ""},
+		{"infoblox not a url", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: gm.example.com}", "dns.infoblox.url", `"gm.example.com"`, ""},
+		{"infoblox over plain http", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'http://gm.example.com'}", "dns.infoblox.url", "plain http is refused", ""},
+		{"infoblox without credentials", "zone: example.test.\nprovider: infoblox\ninfoblox: {url: 'https://gm'}", "dns.infoblox", "credentials_file", ""},
+		{"name outside the zone", "zone: example.test.", "instances.wr.dns.name", `"wr.example.org." is not in zone`, instance("wr", "192.0.2.1", "{name: wr.example.org}")},
+		{"instance without a name", "zone: example.test.", "instances.wr.dns", "instances.wr.dns.name is missing", instance("wr", "192.0.2.1", "{ttl: 30}")},
+		{"CNAME", "zone: example.test.", "instances.wr.dns.type", "A or AAAA", instance("wr", "hot.example.test.", "{name: wr.example.test, type: CNAME}")},
+		{"one name for two instances", "zone: example.test.", "instances.b.dns.name", `instance "a"`, instance("a", "192.0.2.1", "{name: wr.example.test}") + instance("b", "192.0.2.1", "{name: WR.example.test.}")},
+		{"dns.instances moved", "zone: example.test.\ninstances:\n  wr-manager: {name: wr.example.test., ttl: 30}", "dns.instances",
+			"dns.instances moved to instances.<name>.dns: declare each instance once in the top-level instances section (its hosts, active, standby and store) and give its DNS name there, e.g. instances.wr-manager.dns: {name: wr.example.test., ttl: 30}", ""},
+		{"empty dns.instances moved too", "instances: {}", "dns.instances", "dns.instances moved to instances.<name>.dns: ", ""},
+		{"retry attempts", "zone: example.test.\nretry: {attempts: -1}", "dns.retry.attempts", "out of range", ""},
+		{"verify net", "zone: example.test.\nverify: {net: sctp}", "dns.verify.net", `"sctp"`, ""},
+		{"backoffs reversed", "zone: example.test.\nverify: {first_backoff: 2s, max_backoff: 1s}", "dns.verify.max_backoff", "shorter", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var doc struct {
-				DNS Config `yaml:"dns"`
+				DNS       Config           `yaml:"dns"`
+				Instances instances.Config `yaml:"instances"`
 			}
 			doc.DNS = NewConfig()
 			text := "dns:\n  " + strings.ReplaceAll(c.yaml, "\n", "\n  ") + "\n"
+			if c.instances != "" {
+				text += "instances:\n" + c.instances
+			}
 			f, err := config.Parse("lifeboat.yaml", []byte(text), &doc)
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			err = doc.DNS.Validate(f, "dns")
+			// As lifeboat up does: the instances section, then the
+			// names dns-updater takes from it.
+			err = doc.Instances.Validate(f)
+			if err == nil {
+				doc.DNS.UseInstances(doc.Instances)
+				err = doc.DNS.Validate(f, "dns")
+			}
 			if err == nil {
 				t.Fatalf("no error for\n%s", text)
 			}
@@ -88,6 +103,39 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error %v (key %q), want key %s with a line and %q in the message", err, keyOf(err), c.key, c.msg)
 			}
 		})
+	}
+}
+
+// instance is an entry of the top-level instances section: one host at
+// address, and the dns mapping given.
+func instance(name, address, dns string) string {
+	return "  " + name + ":\n    hosts: {hot: {address: " + address + "}}\n    active: hot\n    store: {kind: command}\n    dns: " + dns + "\n"
+}
+
+// TestUseInstances: dns-updater's names are the top-level instances'
+// instances.<name>.dns; an instance without one is not dns-updater's.
+func TestUseInstances(t *testing.T) {
+	t.Parallel()
+	in := instances.Config{
+		"wr":    {Hosts: map[string]instances.Host{"hot": {Address: "192.0.2.1"}}, Active: "hot", Store: instances.Store{Kind: "command"}, DNS: instances.DNS{Name: "WR.example.test", TTL: 30}},
+		"v6":    {Hosts: map[string]instances.Host{"hot": {Address: "2001:db8::1"}}, Active: "hot", Store: instances.Store{Kind: "command"}, DNS: instances.DNS{Name: "v6.example.test", Type: "aaaa"}},
+		"plain": {Hosts: map[string]instances.Host{"hot": {Address: "192.0.2.1"}}, Active: "hot", Store: instances.Store{Kind: "command"}},
+	}
+	if err := in.Validate(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := NewConfig()
+	cfg.Zone = "example.test."
+	cfg.UseInstances(in)
+	if err := cfg.Validate(nil, "dns"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]InstanceConfig{
+		"wr": {Name: "wr.example.test.", Type: "A", TTL: 30},
+		"v6": {Name: "v6.example.test.", Type: "AAAA", TTL: DefaultTTL},
+	}
+	if len(cfg.Instances) != len(want) || cfg.Instances["wr"] != want["wr"] || cfg.Instances["v6"] != want["v6"] {
+		t.Fatalf("Instances = %+v, want %+v", cfg.Instances, want)
 	}
 }
 

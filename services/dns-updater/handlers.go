@@ -29,7 +29,7 @@ const (
 const workChange = "change"
 
 // errNoZone refuses work when the config names no zone.
-var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (and dns.instances) in lifeboat.yaml")
+var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (and the instances' names, instances.<name>.dns) in lifeboat.yaml")
 
 // Handlers only decide and enqueue: each validates its event, checks it
 // against the state (epochs, ownership), and enqueues a change job (one per
@@ -50,7 +50,7 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev 
 	}
 	ic, ok := s.cfg.Instances[ev.Instance]
 	if !ok {
-		log.InfoContext(ctx, "InstanceActivated ignored: no DNS name declared for the instance (dns.instances)")
+		log.InfoContext(ctx, "InstanceActivated ignored: no DNS name declared for the instance (instances.<name>.dns)")
 		return nil
 	}
 	fail := failure{name: ic.Name, typ: ic.Type, value: ev.Address, instance: ev.Instance, epoch: ev.Epoch}
@@ -105,7 +105,7 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNS
 		return s.refuse(ctx, tx, fail, err)
 	}
 	if !owned {
-		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: %s (declare it for an instance under dns.instances to let lifeboat change it)", provider.ErrNotOwned, r.Name))
+		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: %s (declare it as an instance's instances.<name>.dns.name to let lifeboat change it)", provider.ErrNotOwned, r.Name))
 	}
 	s.log.InfoContext(ctx, "dns-updater.set queued", slog.String("name", r.Name), slog.String("address", r.Value), slog.String("reason", ev.Reason),
 		slog.String("request_id", m.ID))

@@ -34,8 +34,12 @@ func startUpWithDNS(t *testing.T) (natsURL, dnsAddr string) {
   embedded:
     listen: 127.0.0.1:0
     zone_file: %s
-  instances:
-    wr-manager: {name: wr.example.test., ttl: 30}
+instances:
+  wr-manager:
+    hosts: {hot: {address: 192.0.2.1}}
+    active: hot
+    store: {kind: command}
+    dns: {name: wr.example.test., ttl: 30}
 `, zoneFile)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -248,12 +252,12 @@ func TestDNSBadArgumentsExitWithUsage(t *testing.T) {
 // their key and line, like every other key.
 func TestUpRefusesBadDNSConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lifeboat.yaml")
-	if err := os.WriteFile(path, []byte("host: h1\ndns:\n  zone: example.test.\n  instances:\n    wr:\n      name: wr.example.org\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("host: h1\ndns:\n  zone: example.test.\ninstances:\n  wr:\n    hosts: {hot: {address: 192.0.2.1}}\n    active: hot\n    store: {kind: command}\n    dns:\n      name: wr.example.org\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	code := run([]string{"up", "--config", path, "--data", t.TempDir()}, &out, &out)
-	if want := `lifeboat.yaml:6: dns.instances.wr.name: "wr.example.org"`; code == 0 || !strings.Contains(out.String(), want) {
+	if want := `lifeboat.yaml:10: instances.wr.dns.name: "wr.example.org."`; code == 0 || !strings.Contains(out.String(), want) {
 		t.Fatalf("exit %d, output:\n%s\nwant it to contain %q", code, out.String(), want)
 	}
 }

@@ -7,9 +7,12 @@ package main
 // lifeboat.dev/pkg/client.
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,12 +20,15 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/instances"
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
 	dnsupdater "lifeboat.dev/services/dns-updater"
 )
 
 // Config is lifeboat.yaml: the process's settings. Command-line flags
-// override it.
+// override it. Every host reads the same file: in a path-valued key,
+// {host} stands for the host's name and a relative path is taken from the
+// data directory (see resolvePaths).
 type Config struct {
 	// Host is this process's host identity (default: the hostname).
 	Host string `yaml:"host"`
@@ -36,12 +42,20 @@ type Config struct {
 	NATS    NATSConfig `yaml:"nats"`
 	// HeartbeatInterval is how often this host announces itself.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
-	// DNS configures dns-updater: the zone, the provider and the instances'
-	// names (see services/dns-updater/README.md).
+	// Instances are the protected instances, each declared once: hosts,
+	// active and standby, store, DNS name (package instances).
+	Instances instances.Config `yaml:"instances"`
+	// DNS configures dns-updater: the zone and the provider; the names it
+	// changes are the instances' (instances.<name>.dns; see
+	// services/dns-updater/README.md).
 	DNS dnsupdater.Config `yaml:"dns"`
 	// Backup configures backup-scheduler: the backup plans and the built-in
 	// plan lifeboat-self (see deploy/examples/lifeboat.yaml).
 	Backup backupscheduler.Config `yaml:"backup"`
+
+	// filePaths are the path-valued keys the file set, as it set them (see
+	// resolvePaths).
+	filePaths map[string]string
 }
 
 // LogConfig shapes the process log.
@@ -103,7 +117,82 @@ func loadConfig(path string) (Config, *config.File, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
+	cfg.filePaths = map[string]string{}
+	cfg.eachPath(func(key string, p *string) {
+		if f.Has(key) {
+			cfg.filePaths[key] = *p
+		}
+	})
 	return cfg, f, nil
+}
+
+// configHash identifies the config file a host runs with, for its
+// heartbeats (a host whose hash differs from the others' is flagged): the
+// hex SHA-256 of the file's bytes, or "" when there is no file.
+func configHash(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("config hash: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// eachPath calls fn with every path-valued key of cfg (the data directory
+// aside) and a pointer to its value.
+func (cfg *Config) eachPath(fn func(key string, p *string)) {
+	for _, k := range []struct {
+		key string
+		p   *string
+	}{
+		{"nats.credentials", &cfg.NATS.Credentials},
+		{"nats.nkey", &cfg.NATS.NKey},
+		{"nats.tls.ca", &cfg.NATS.TLS.CA},
+		{"nats.tls.cert", &cfg.NATS.TLS.Cert},
+		{"nats.tls.key", &cfg.NATS.TLS.Key},
+		{"dns.embedded.zone_file", &cfg.DNS.Embedded.ZoneFile},
+		{"dns.rfc2136.key_file", &cfg.DNS.RFC2136.KeyFile},
+		{"dns.infoblox.credentials_file", &cfg.DNS.Infoblox.CredentialsFile},
+		{"dns.infoblox.ca_file", &cfg.DNS.Infoblox.CAFile},
+		{"backup.self.directory", &cfg.Backup.Self.Directory},
+	} {
+		fn(k.key, k.p)
+	}
+	for i := range cfg.Backup.Plans {
+		p := &cfg.Backup.Plans[i]
+		fn(fmt.Sprintf("backup.plans[%d].directory", i), &p.Directory)
+		fn(fmt.Sprintf("backup.plans[%d].store.path", i), &p.Store.Path)
+	}
+	for _, name := range cfg.Instances.Names() {
+		inst := cfg.Instances[name]
+		fn("instances."+name+".store.path", &inst.Store.Path)
+		cfg.Instances[name] = inst
+	}
+}
+
+// resolvePaths makes the shared file's paths this host's, once the flags
+// have set the host and the data directory: {host} becomes the host's name
+// in the data directory and in every path-valued key, and a relative path
+// the file gives is taken from the data directory. A path a flag gave
+// (one that differs from what the file said) is the command line's: a
+// relative one stays relative to the working directory. Resolving twice
+// changes nothing more.
+func (cfg *Config) resolvePaths() {
+	cfg.Data = strings.ReplaceAll(cfg.Data, "{host}", cfg.Host)
+	cfg.eachPath(func(key string, p *string) {
+		if *p == "" {
+			return
+		}
+		orig, fromFile := cfg.filePaths[key]
+		fromFile = fromFile && orig == *p
+		*p = strings.ReplaceAll(*p, "{host}", cfg.Host)
+		if fromFile && !filepath.IsAbs(*p) {
+			*p = filepath.Join(cfg.Data, *p)
+		}
+	})
 }
 
 // validate checks cfg, naming the key (and its line, when it came from f).
@@ -111,6 +200,7 @@ func (cfg *Config) validate(f *config.File) error {
 	if cfg.Host == "" || strings.ContainsAny(cfg.Host, ".*> \t") {
 		return f.Errorf("host", "%q is not a usable host name (letters, digits, - and _; no dots: it is part of NATS subjects)", cfg.Host)
 	}
+	cfg.resolvePaths()
 	if cfg.Data == "" {
 		return f.Errorf("data", "must name a directory")
 	}
@@ -165,6 +255,10 @@ func (cfg *Config) validate(f *config.File) error {
 	if cfg.HeartbeatInterval <= 0 {
 		return f.Errorf("heartbeat_interval", "must be positive (e.g. 5s)")
 	}
+	if err := cfg.Instances.Validate(f); err != nil {
+		return err
+	}
+	cfg.DNS.UseInstances(cfg.Instances)
 	if err := cfg.DNS.Validate(f, "dns"); err != nil {
 		return err
 	}
