@@ -121,7 +121,8 @@ func Catalog() []Type {
 }
 
 // BySubject finds the type published on subject, exactly; any
-// lifeboat.heartbeat.<host> is HostHeartbeat. ok is false for a subject
+// lifeboat.heartbeat.<host> is HostHeartbeat, and a command addressed to a
+// host (lifeboat.cmd.<service>.<host>.<verb>) is the command's type. ok is false for a subject
 // the catalog does not know.
 func BySubject(subject string) (t Type, ok bool) {
 	if host, found := strings.CutPrefix(subject, HeartbeatPrefix+"."); found {
@@ -134,6 +135,10 @@ func BySubject(subject string) (t Type, ok bool) {
 		return Type{}, false
 	}
 	t, ok = bySubject[subject]
+	if !ok {
+		// An addressed command, lifeboat.cmd.<service>.<host>.<verb>.
+		t, ok = bySubject[unaddressed(subject)]
+	}
 	return t, ok
 }
 

@@ -57,6 +57,16 @@ type ServiceStatus struct {
 	OutboxPending int64            `json:"outbox_pending"`
 	DeadLettered  int64            `json:"dead_lettered"`
 	Consumers     []ConsumerStatus `json:"consumers"`
+	// Applied is the sequence of the last LIFEBOAT_EVENTS message this
+	// host's database applied (DESIGN §1): equal on every host, and equal
+	// to the stream's last once every event is applied.
+	Applied uint64 `json:"applied"`
+	// Rebuilt says when and from which peer the replicated state was last
+	// rebuilt, or what was lost when no peer could give it.
+	Rebuilt string `json:"rebuilt,omitempty"`
+	// Leader is the service's leader and its epoch, for a service that
+	// has one.
+	Leader *LeaderStatus `json:"leader,omitempty"`
 	// Details are the service's own facts: BackupSchedulerStatus,
 	// DNSStatus, VolumeMonitorStatus. Decode them by embedding
 	// ServiceStatus in a struct with a typed Details field.

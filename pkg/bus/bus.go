@@ -126,6 +126,10 @@ type Bus struct {
 	closed chan struct{} // closed by the connection's ClosedHandler
 }
 
+// Replicas is the replication of the streams, and of the buckets services
+// create.
+func (b *Bus) Replicas() int { return max(b.opts.Replicas, 1) }
+
 // Connect starts the embedded server (when opts.URLs is empty) or dials the
 // external cluster, retrying with backoff until ctx ends, and provisions the
 // streams.

@@ -129,7 +129,7 @@ func TestSubscriberAcksAndRedeliversNaked(t *testing.T) {
 	sub := bus.NewSubscriber(b.JS, cfg, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, err := sub.Subscribe(ctx, "lifeboat.event.host.>")
+	ch, err := sub.Subscribe(ctx, bus.Consumer{Durable: "sync_h1_events", Filters: []string{"lifeboat.event.host.>"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,45 +130,88 @@ func NewSubscriber(js jetstream.JetStream, cfg ConsumerConfig, logger *slog.Logg
 	return &Subscriber{js: js, cfg: cfg, logger: logger}
 }
 
-// DurableName is the consumer name for service's subscription to subject:
-// `<service>_<subject>` with the characters JetStream forbids replaced.
-func DurableName(service, subject string) string {
-	r := strings.NewReplacer(".", "_", "*", "STAR", ">", "ALL", " ", "_")
-	return service + "_" + r.Replace(subject)
+// DurableName joins parts (a service, a host, what it reads) into a
+// consumer name, with '_' between them and the characters JetStream
+// forbids in a name replaced.
+func DurableName(parts ...string) string {
+	r := strings.NewReplacer(".", "_", "*", "STAR", ">", "ALL", " ", "_", "/", "_", "\\", "_")
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = r.Replace(p)
+	}
+	return strings.Join(out, "_")
 }
 
-// Subscribe creates (or updates) the durable consumer for the subject filter
-// and streams its messages until ctx ends or the subscriber closes; then the
-// channel closes, and the messages it still buffered are handed back to
-// JetStream for prompt redelivery.
-func (s *Subscriber) Subscribe(ctx context.Context, subject string) (<-chan *Delivery, error) {
+// Consumer is the durable consumer behind a subscription.
+type Consumer struct {
+	Durable string
+	Stream  string
+	// Filters are the subjects it reads, in stream order across them.
+	Filters []string
+	// StartSeq, when not 0, is the stream sequence a consumer created now
+	// starts at; an existing consumer keeps its place (the runtime deletes
+	// one that must start elsewhere).
+	StartSeq uint64
+}
+
+// Subscribe creates (or updates) the durable consumer and streams its
+// messages until ctx ends or the subscriber closes; then the channel
+// closes, and the messages it still buffered are handed back to JetStream
+// for prompt redelivery.
+func (s *Subscriber) Subscribe(ctx context.Context, c Consumer) (<-chan *Delivery, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, errors.New("bus: subscriber closed")
 	}
 	s.mu.Unlock()
-	stream, err := StreamFor(subject)
-	if err != nil {
-		return nil, err
+	if len(c.Filters) == 0 {
+		return nil, fmt.Errorf("bus: consumer %s has no subject", c.Durable)
 	}
-	durable := DurableName(s.cfg.Service, subject)
+	for _, f := range c.Filters {
+		stream, err := StreamFor(f)
+		if err != nil {
+			return nil, err
+		}
+		if c.Stream == "" {
+			c.Stream = stream
+		}
+		if stream != c.Stream {
+			return nil, fmt.Errorf("bus: consumer %s: subject %q is not on stream %s", c.Durable, f, c.Stream)
+		}
+	}
+	stream, durable := c.Stream, c.Durable
+	cfg := jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   fmt.Sprintf("lifeboat %s: %s", s.cfg.Service, strings.Join(c.Filters, " ")),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(c.Filters) == 1 {
+		cfg.FilterSubject = c.Filters[0]
+	} else {
+		cfg.FilterSubjects = c.Filters
+	}
+	if c.StartSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, c.StartSeq
+	}
 	// While a cluster re-forms (a node was killed, the stream elects a
-	// leader) creating a consumer times out: retried until ctx ends.
+	// leader) creating a consumer times out: retried until ctx ends. An
+	// existing consumer keeps its start (JetStream cannot change it).
 	var cons jetstream.Consumer
-	err = retryForming(ctx, s.logger, func() string { return "a majority of the cluster's nodes must run" },
+	err := retryForming(ctx, s.logger, func() string { return "a majority of the cluster's nodes must run" },
 		fmt.Sprintf("consumer %s on %s", durable, stream), func(ctx context.Context) error {
 			var err error
-			cons, err = s.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-				Durable:       durable,
-				Description:   fmt.Sprintf("lifeboat %s: %s", s.cfg.Service, subject),
-				FilterSubject: subject,
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				AckWait:       s.cfg.AckWait,
-				MaxDeliver:    -1,
-				MaxAckPending: s.cfg.MaxAckPending,
-				DeliverPolicy: jetstream.DeliverAllPolicy,
-			})
+			if cons, err = s.js.Consumer(ctx, stream, durable); err == nil {
+				cur := cons.CachedInfo().Config
+				cfg.DeliverPolicy, cfg.OptStartSeq = cur.DeliverPolicy, cur.OptStartSeq
+			} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
+			}
+			cons, err = s.js.CreateOrUpdateConsumer(ctx, stream, cfg)
 			return err
 		})
 	if err != nil {

@@ -67,6 +67,13 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 	return nil
 }
 
+// RetryForming runs op until it succeeds, retrying while the cluster
+// forms or a stream elects a leader (see retryForming): for what a service
+// provisions itself (its consumers, buckets).
+func RetryForming(ctx context.Context, log *slog.Logger, state func() string, what string, op func(ctx context.Context) error) error {
+	return retryForming(ctx, log, state, what, op)
+}
+
 // retryForming runs op until it succeeds, retrying the failures of a
 // cluster that is still forming, or electing a stream's leader after a node
 // died, with backoff, and logging what is awaited (state) every few

@@ -49,14 +49,24 @@ func Code(err error) string {
 
 // NoAnswerError is a call nobody answered: no service subscribes to the
 // endpoint (Err is nats.ErrNoResponders) or none answered before the
-// context ended (Err is its error, e.g. context.DeadlineExceeded).
+// context ended (Err is its error, e.g. context.DeadlineExceeded). Host is
+// set for a host-scoped call.
 type NoAnswerError struct {
-	Service, Endpoint string
-	Waited            time.Duration
-	Err               error
+	Service, Host, Endpoint string
+	Waited                  time.Duration
+	Err                     error
 }
 
 func (e *NoAnswerError) Error() string {
+	if e.Host != "" {
+		subject := events.HostAPISubject(e.Service, e.Host, e.Endpoint)
+		if errors.Is(e.Err, nats.ErrNoResponders) {
+			return fmt.Sprintf("host %s does not answer %s: its lifeboat process is not running %s, or the host is down (`lifeboat status --hosts` shows the hosts that answer)",
+				e.Host, subject, e.Service)
+		}
+		return fmt.Sprintf("host %s did not answer %s within %s: %v (is the host up? `lifeboat status --hosts` shows the hosts that answer)",
+			e.Host, subject, e.Waited.Round(time.Millisecond), e.Err)
+	}
 	if errors.Is(e.Err, nats.ErrNoResponders) {
 		return fmt.Sprintf("no %s is answering %s (is `lifeboat up` running with %s? `lifeboat status` shows the services that answer; point at another control plane with --nats)",
 			e.Service, events.APISubject(e.Service, e.Endpoint), e.Service)
@@ -73,20 +83,36 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 // endpoint answered with is an *Error carrying its code; an endpoint
 // nobody answered is a *NoAnswerError.
 func Call(ctx context.Context, nc *nats.Conn, service, endpoint string, req, reply any) error {
+	return call(ctx, nc, service, "", endpoint, req, reply)
+}
+
+// CallHost asks host's process a host-scoped question, at
+// lifeboat.api.<service>.<host>.<endpoint>, as Call does; a host that is
+// down is a *NoAnswerError naming it.
+func CallHost(ctx context.Context, nc *nats.Conn, service, host, endpoint string, req, reply any) error {
+	return call(ctx, nc, service, host, endpoint, req, reply)
+}
+
+func call(ctx context.Context, nc *nats.Conn, service, host, endpoint string, req, reply any) error {
+	what := service + " " + endpoint
+	subject := events.APISubject(service, endpoint)
+	if host != "" {
+		what, subject = service+" "+endpoint+" on "+host, events.HostAPISubject(service, host, endpoint)
+	}
 	var body []byte
 	if req != nil {
 		var err error
 		if body, err = json.Marshal(req); err != nil {
-			return fmt.Errorf("%s %s: encode the request: %w", service, endpoint, err)
+			return fmt.Errorf("%s: encode the request: %w", what, err)
 		}
 	}
 	start := time.Now()
-	msg, err := nc.RequestWithContext(ctx, events.APISubject(service, endpoint), body)
+	msg, err := nc.RequestWithContext(ctx, subject, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return &NoAnswerError{Service: service, Endpoint: endpoint, Waited: time.Since(start), Err: err}
+		return &NoAnswerError{Service: service, Host: host, Endpoint: endpoint, Waited: time.Since(start), Err: err}
 	case err != nil:
-		return fmt.Errorf("%s %s: %w", service, endpoint, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if e := msg.Header.Get(micro.ErrorHeader); e != "" {
 		return &Error{Service: service, Endpoint: endpoint, Code: msg.Header.Get(micro.ErrorCodeHeader), Message: e}
@@ -95,7 +121,7 @@ func Call(ctx context.Context, nc *nats.Conn, service, endpoint string, req, rep
 		return nil
 	}
 	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("%s %s: unreadable answer (a lifeboat of another version?): %w", service, endpoint, err)
+		return fmt.Errorf("%s: unreadable answer (a lifeboat of another version?): %w", what, err)
 	}
 	return nil
 }
@@ -117,6 +143,14 @@ func Publish(ctx context.Context, js jetstream.JetStream, env bus.Envelope) (*je
 // carries it as request_id. Listen for the answer before sending, so that
 // it cannot be missed.
 func Command(ctx context.Context, js jetstream.JetStream, cmd any) (id string, err error) {
+	return CommandTo(ctx, js, "", cmd)
+}
+
+// CommandTo sends cmd addressed to host's process, on
+// lifeboat.cmd.<service>.<host>.<verb>, for host-bound work (a backup
+// taken where the instance is active); an empty host sends it as Command
+// does.
+func CommandTo(ctx context.Context, js jetstream.JetStream, host string, cmd any) (id string, err error) {
 	t, ok := events.TypeOf(cmd)
 	if !ok || t.Kind != events.Command {
 		return "", fmt.Errorf("client: %T is not a command of the events catalog", cmd)
@@ -124,6 +158,11 @@ func Command(ctx context.Context, js jetstream.JetStream, cmd any) (id string, e
 	env, err := bus.NewEnvelope(ctx, Source, cmd)
 	if err != nil {
 		return "", err
+	}
+	if host != "" {
+		if env.Subject, err = events.HostCommandSubject(t, host); err != nil {
+			return "", err
+		}
 	}
 	if _, err := Publish(ctx, js, env); err != nil {
 		return "", err

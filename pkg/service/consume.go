@@ -29,10 +29,10 @@ const (
 
 var outcomeNames = [...]string{telemetry.OutcomeOK, telemetry.OutcomeDuplicate, telemetry.OutcomeError, telemetry.OutcomeDeadLetter}
 
-// consume reads s's channel until ctx ends, committing greedy batches: it
+// consume reads c's channel until ctx ends, committing greedy batches: it
 // waits for one message, takes whatever else is already waiting up to the
 // batch size, and applies them in one transaction.
-func (rt *Runtime) consume(ctx context.Context, s Subscription, ch <-chan *bus.Delivery) {
+func (rt *Runtime) consume(ctx context.Context, c *consumer, ch <-chan *bus.Delivery) {
 	batch := make([]*bus.Delivery, 0, rt.Deps.BatchSize)
 	for {
 		batch = batch[:0]
@@ -58,7 +58,7 @@ func (rt *Runtime) consume(ctx context.Context, s Subscription, ch <-chan *bus.D
 			}
 		}
 		// The batch in flight is finished even when shutdown has begun.
-		rt.handleBatch(context.WithoutCancel(ctx), s, batch)
+		rt.handleBatch(context.WithoutCancel(ctx), c, batch)
 	}
 }
 
@@ -74,11 +74,11 @@ type result struct {
 // that message's failure undoes only its own changes. Failures are rare, so
 // the messages before one are seldom handled twice (and a rolled-back
 // handling leaves nothing but its consumer span).
-func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*bus.Delivery) {
-	durable := bus.DurableName(rt.Spec.Name, s.Subject)
-	b, results, err := rt.applyBatch(ctx, s, durable, msgs, true)
+func (rt *Runtime) handleBatch(ctx context.Context, c *consumer, msgs []*bus.Delivery) {
+	durable := c.Durable
+	b, results, err := rt.applyBatch(ctx, c, msgs, true)
 	if errors.Is(err, store.ErrPoisoned) {
-		b, results, err = rt.applyBatch(ctx, s, durable, msgs, false)
+		b, results, err = rt.applyBatch(ctx, c, msgs, false)
 	}
 	if err != nil {
 		rt.Logger.Error("cannot begin a transaction; messages will be redelivered", slog.String("error", err.Error()))
@@ -123,7 +123,7 @@ func (rt *Runtime) handleBatch(ctx context.Context, s Subscription, msgs []*bus.
 // applyBatch applies msgs in a new batch, optimistic or guarded, and
 // returns it uncommitted with each message's outcome. An optimistic batch
 // that a handler failed in is rolled back and store.ErrPoisoned returned.
-func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable string, msgs []*bus.Delivery, optimistic bool) (*store.Batch, []result, error) {
+func (rt *Runtime) applyBatch(ctx context.Context, c *consumer, msgs []*bus.Delivery, optimistic bool) (*store.Batch, []result, error) {
 	begin := rt.DB.Begin
 	if optimistic {
 		begin = rt.DB.BeginOptimistic
@@ -134,17 +134,43 @@ func (rt *Runtime) applyBatch(ctx context.Context, s Subscription, durable strin
 	}
 	results := make([]result, len(msgs))
 	for i, wm := range msgs {
-		results[i] = rt.handleOne(ctx, b, s, durable, wm)
+		results[i] = rt.handleOne(ctx, b, c, wm)
 		if results[i].outcome == outcomePoisoned {
 			b.Rollback()
 			return nil, nil, store.ErrPoisoned
 		}
 	}
+	if c.events {
+		if seq := appliedThrough(msgs, results); seq > 0 {
+			if err := b.Applied(ctx, c.Stream, seq); err != nil {
+				b.Rollback()
+				return nil, nil, err
+			}
+		}
+	}
 	return b, results, nil
 }
 
+// appliedThrough is the stream position a batch brings the database to:
+// its last message, or, when one is to be retried, the message before the
+// first such (the position must never pass an event not yet applied).
+func appliedThrough(msgs []*bus.Delivery, results []result) uint64 {
+	var seq uint64
+	for i, m := range msgs {
+		if results[i].outcome == outcomeRetry {
+			if m.StreamSeq > 0 {
+				return min(seq, m.StreamSeq-1)
+			}
+			return seq
+		}
+		seq = max(seq, m.StreamSeq)
+	}
+	return seq
+}
+
 // handleOne validates one message and applies it within batch b.
-func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription, durable string, d *bus.Delivery) (res result) {
+func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, c *consumer, d *bus.Delivery) (res result) {
+	durable := c.Durable
 	start := time.Now()
 	ctx, span := telemetry.StartConsumerSpan(ctx, d.Header, d.Subject, durable, d.ID)
 	defer func() {
@@ -160,6 +186,10 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 	if err != nil {
 		return result{outcomeDeadLetter, err.Error(), classOf(err)}
 	}
+	handle, ok := c.handler(t.Subject)
+	if !ok {
+		return result{outcomeDeadLetter, fmt.Sprintf("%s has no handler for %s on consumer %s", rt.Spec.Name, t.Subject, durable), classUnknownType}
+	}
 	m := Message{Delivery: d.Message, Type: t, Event: ev}
 	var stack []byte // of a panic, logged once the batch is guarded
 	applied, err := b.Apply(ctx, d.ID, d.Subject, func(tx *store.Tx) (err error) {
@@ -169,7 +199,7 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, s Subscription
 				err = fmt.Errorf("handler panicked: %v", p)
 			}
 		}()
-		return s.handle(ctx, tx, m)
+		return handle(ctx, tx, m)
 	})
 	switch {
 	case errors.Is(err, store.ErrPoisoned):

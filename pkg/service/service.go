@@ -62,8 +62,19 @@ type Handler func(ctx context.Context, tx *store.Tx, m Message) error
 // own durable consumer. Make one with On.
 type Subscription struct {
 	// Subject is the type's subject, e.g. "lifeboat.event.host.down".
-	Subject string
-	handle  Handler
+	Subject   string
+	handle    Handler
+	addressed bool
+}
+
+// Addressed makes a command subscription host-bound: it consumes only the
+// commands addressed to this host's process,
+// lifeboat.cmd.<service>.<host>.<verb> (client.CommandTo), through this
+// host's own consumer. An unaddressed command is consumed once, by
+// whichever host pulls it.
+func (s Subscription) Addressed() Subscription {
+	s.addressed = true
+	return s
 }
 
 // On subscribes h to the event or command type T (a struct of the events
@@ -121,10 +132,14 @@ func Work[T any](kind string, run func(ctx context.Context, j Job, payload *T) (
 	}}
 }
 
-// Endpoint is a request/reply endpoint at lifeboat.api.<service>.<Name>.
+// Endpoint is a request/reply endpoint at lifeboat.api.<service>.<Name>,
+// answered by any one host running the service; a host-scoped one is a
+// question for one host's process, at lifeboat.api.<service>.<host>.<Name>
+// (client.CallHost).
 type Endpoint struct {
-	Name    string
-	Handler micro.HandlerFunc
+	Name       string
+	Handler    micro.HandlerFunc
+	HostScoped bool
 }
 
 // Spec describes a service to the runtime.
@@ -134,6 +149,13 @@ type Spec struct {
 	Description string
 	// Migrations are the service's schema migrations (lifeboat.dev/sql).
 	Migrations fs.FS
+	// Replicated names the service's replicated tables: what every host
+	// derives from the same events, so must hold the same rows everywhere
+	// (the digest endpoint hashes them; a host that must rebuild copies
+	// them from a peer). The other tables are this host's own. Handlers
+	// that apply events to them take time, randomness and configuration
+	// only from the event and replicated state (DESIGN §1).
+	Replicated []string
 	// Init runs after the database is open and before any message is
 	// consumed; the service keeps rt to reach its database and bus.
 	Init func(ctx context.Context, rt *Runtime) error
@@ -204,7 +226,9 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	dead     int64
+	rebuilt  string // what the last rebuild from a peer did
 	stopping bool           // no goroutine starts any more
+	consumed []*consumer    // set once by start
 	wg       sync.WaitGroup // every goroutine started with Go, and endpoint calls
 	failed   error          // the first failure
 }
@@ -374,15 +398,26 @@ func (rt *Runtime) start() error {
 			return fmt.Errorf("init: %w", err)
 		}
 	}
+	cs, err := rt.consumers()
+	if err != nil {
+		return err
+	}
+	rt.consumed = cs // before the status endpoint can read it
 	if err := rt.addMicro(); err != nil {
 		return err
 	}
-	for _, s := range rt.Spec.Subscriptions {
-		ch, err := rt.sub.Subscribe(rt.ctx, s.Subject)
+	rt.dropLegacy(rt.ctx)
+	for _, c := range cs {
+		if c.events {
+			if err := rt.position(rt.ctx, c); err != nil {
+				return err
+			}
+		}
+		ch, err := rt.sub.Subscribe(rt.ctx, c.Consumer)
 		if err != nil {
 			return err
 		}
-		rt.Go(func(ctx context.Context) error { rt.consume(ctx, s, ch); return nil })
+		rt.Go(func(ctx context.Context) error { rt.consume(ctx, c, ch); return nil })
 	}
 	if len(rt.Spec.Work) > 0 {
 		qopts := store.NewQueueOptions()
@@ -435,9 +470,22 @@ func (rt *Runtime) addMicro() error {
 	}
 	rt.svc = svc
 	g := svc.AddGroup(events.APISubject(rt.Spec.Name, ""))
-	eps := append([]Endpoint{{Name: "status", Handler: rt.status}}, rt.Spec.Endpoints...)
+	// The host's group: no queue group, since exactly one process serves
+	// each host's subjects (a second one claiming the host answers too, and
+	// lifeboat up refuses it).
+	hg := svc.AddGroup(events.HostAPISubject(rt.Spec.Name, rt.Deps.Host, ""), micro.WithGroupQueueGroupDisabled())
+	eps := append([]Endpoint{
+		{Name: api.Status, Handler: rt.status},
+		{Name: api.Status, Handler: rt.status, HostScoped: true},
+		{Name: api.DigestEndpoint, Handler: rt.digestEndpoint, HostScoped: true},
+		{Name: api.SnapshotEndpoint, Handler: rt.snapshotEndpoint, HostScoped: true},
+	}, rt.Spec.Endpoints...)
 	for _, ep := range eps {
-		if err := g.AddEndpoint(ep.Name, rt.tracked(ep.Handler)); err != nil {
+		add := g.AddEndpoint
+		if ep.HostScoped {
+			add = hg.AddEndpoint
+		}
+		if err := add(ep.Name, rt.tracked(ep.Handler)); err != nil {
 			svc.Stop()
 			return fmt.Errorf("%s: endpoint %s: %w", rt.Spec.Name, ep.Name, err)
 		}
@@ -486,17 +534,19 @@ func (rt *Runtime) CurrentStatus(ctx context.Context) (Status, error) {
 	}
 	rt.mu.Lock()
 	st.DeadLettered = rt.dead
+	st.Rebuilt = rt.rebuilt
 	rt.mu.Unlock()
-	for _, s := range rt.Spec.Subscriptions {
-		cs := ConsumerStatus{Subject: s.Subject, Durable: bus.DurableName(rt.Spec.Name, s.Subject)}
-		if stream, err := bus.StreamFor(s.Subject); err == nil {
-			if c, err := rt.Deps.Bus.JS.Consumer(ctx, stream, cs.Durable); err == nil {
-				if info, err := c.Info(ctx); err == nil {
-					cs.Pending, cs.AckPending, cs.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
-				}
+	for _, c := range rt.consumed {
+		cs := ConsumerStatus{Subject: strings.Join(c.Filters, " "), Durable: c.Durable}
+		if cons, err := rt.Deps.Bus.JS.Consumer(ctx, c.Stream, c.Durable); err == nil {
+			if info, err := cons.Info(ctx); err == nil {
+				cs.Pending, cs.AckPending, cs.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
 			}
 		}
 		st.Consumers = append(st.Consumers, cs)
+	}
+	if st.Applied, err = rt.DB.Applied(ctx, events.StreamEvents); err != nil {
+		return st, err
 	}
 	if rt.Spec.Status != nil {
 		if st.Details, err = rt.Spec.Status(ctx); err != nil {

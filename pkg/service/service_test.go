@@ -116,7 +116,7 @@ func waitSettled(t *testing.T, js jetstream.JetStream, dataDir string) {
 	bustest.WaitFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := js.Consumer(ctx, events.StreamEvents, bus.DurableName("job-tracker", "lifeboat.event.host.down"))
+		c, err := js.Consumer(ctx, events.StreamEvents, bus.DurableName("job-tracker", "test-host", "events"))
 		if err != nil {
 			return err
 		}
@@ -276,7 +276,7 @@ func TestBadMessagesGoToTheDeadLetterQueue(t *testing.T) {
 	}
 	// The bad messages were acked: nothing is pending on the consumer.
 	bustest.WaitFor(t, 5*time.Second, 20*time.Millisecond, func() error {
-		c, err := b.JS.Consumer(context.Background(), events.StreamEvents, bus.DurableName("job-tracker", "lifeboat.event.host.>"))
+		c, err := b.JS.Consumer(context.Background(), events.StreamEvents, bus.DurableName("job-tracker", "test-host", "events"))
 		if err != nil {
 			return err
 		}

@@ -112,6 +112,9 @@ func TestUpStartsSixServices(t *testing.T) {
 		for _, ep := range append([]string{api.Status}, api.Endpoints[s]...) {
 			want = append(want, events.APISubject(s, ep))
 		}
+		for _, ep := range api.HostEndpoints {
+			want = append(want, events.HostAPISubject(s, "test-host", ep))
+		}
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {

@@ -19,6 +19,11 @@ type Outbox struct {
 	CreatedAt int64
 }
 
+type StreamPosition struct {
+	Stream string
+	Seq    int64
+}
+
 type Work struct {
 	Seq         int64
 	ID          string
