@@ -226,7 +226,7 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	dead     int64
-	rebuilt  string // what the last rebuild from a peer did
+	rebuilt  string         // what the last rebuild from a peer did
 	stopping bool           // no goroutine starts any more
 	consumed []*consumer    // set once by start
 	wg       sync.WaitGroup // every goroutine started with Go, and endpoint calls
