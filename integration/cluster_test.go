@@ -54,10 +54,15 @@ func TestThreeHostsFormOneClusterAndSurviveAnyKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Publishing goes on once the survivors have a stream leader.
+			var seq uint64
 			testtool.WaitFor(t, 30*time.Second, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				defer cancel()
-				_, err := js.Publish(ctx, events.SubjectOf[events.HostDown](), fmt.Appendf(nil, `{"host":"gone-%d"}`, victim))
+				ack, err := js.Publish(ctx, events.SubjectOf[events.HostDown](), fmt.Appendf(nil, `{"host":"gone-%d"}`, victim),
+					jetstream.WithMsgID(fmt.Sprintf("test-down-%d", victim)))
+				if err == nil {
+					seq = ack.Sequence
+				}
 				return err
 			})
 			published++
@@ -78,6 +83,12 @@ func TestThreeHostsFormOneClusterAndSurviveAnyKill(t *testing.T) {
 				}
 				return nil
 			})
+			// Every host, the restarted one too, applied the event the
+			// survivors took, and the replicas agree.
+			d := c.Converged(60 * time.Second)
+			if vm := d[events.ServiceVolumeMonitor]; vm.Applied < seq {
+				t.Fatalf("volume-monitor stands at %d on every host, want at least %d (the HostDown published while %s was down)", vm.Applied, seq, c.Hosts[victim].Name)
+			}
 		})
 	}
 }

@@ -192,6 +192,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.Hosts = append(c.Hosts, h)
 	}
 	t.Cleanup(func() {
+		// Every multi-host test ends with the replicas compared.
+		if !t.Failed() && len(c.Running()) > 1 {
+			if _, err := c.convergedWithin(60 * time.Second); err != nil {
+				t.Errorf("hosttest: after the test the hosts disagree: %v", err)
+			}
+		}
 		for _, h := range c.Hosts {
 			if h.Running() {
 				_ = h.cmd.Process.Kill()
