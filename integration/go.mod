@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/tools v0.52.0
 	lifeboat.dev/events v0.0.0
 	lifeboat.dev/pkg v0.0.0-00010101000000-000000000000
 )
