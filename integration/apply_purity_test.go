@@ -19,6 +19,8 @@ import (
 	"golang.org/x/tools/go/packages"
 	"golang.org/x/tools/go/ssa"
 	"golang.org/x/tools/go/ssa/ssautil"
+
+	"lifeboat.dev/events"
 )
 
 // TestApplyPurity enforces DESIGN §1 "Replicas must not diverge": a
@@ -243,6 +245,13 @@ func analyseApply(t *testing.T) *applyAnalysis {
 					on.Origin().Pkg.Pkg.Path() != applyServicePkg || on.Origin().Name() != "On" {
 					continue
 				}
+				if commandHandler(on) {
+					// A command is consumed once, on one host (its
+					// addressee, or the leader), and is not applied by
+					// every host: what it must make known travels as the
+					// events it emits, whose handlers are checked.
+					continue
+				}
 				h := applyHandler{pkg: fn.Pkg.Pkg.Path(), label: "?", pos: a.position(call.Pos())}
 				if c := calls[call.Pos()]; c != nil {
 					if _, lit := c.Args[0].(*ast.FuncLit); lit {
@@ -265,6 +274,25 @@ func analyseApply(t *testing.T) *applyAnalysis {
 	t.Logf("loaded in %v, analysed in %v: %d functions, %d handlers",
 		loaded.Round(time.Millisecond), (time.Since(start) - loaded).Round(time.Millisecond), len(funcs), len(a.handlers))
 	return a
+}
+
+// commandHandler says whether on, an instance of service.On, subscribes to
+// a command of the events catalog.
+func commandHandler(on *ssa.Function) bool {
+	args := on.TypeArgs()
+	if len(args) == 0 {
+		return false
+	}
+	named, ok := types.Unalias(args[0]).(*types.Named)
+	if !ok || named.Obj().Pkg() == nil || named.Obj().Pkg().Path() != "lifeboat.dev/events" {
+		return false
+	}
+	for _, t := range events.Catalog() {
+		if t.Kind == events.Command && t.Name == named.Obj().Name() {
+			return true
+		}
+	}
+	return false
 }
 
 // applyInScope says whether handlers registered in pkg are checked.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -86,6 +87,25 @@ func NewRawEnvelope(ctx context.Context, source, ceType, subject string, body []
 	telemetry.InjectHeaders(ctx, h)
 	span.End()
 	return Envelope{ID: id, Subject: subject, Header: h, Body: body}
+}
+
+// DerivedID is an event id determined by parts (who emits, the message
+// whose application emits it, its place among those): a name-based UUID
+// (v5), so that every host emitting the same consequence of the same
+// message gives it the same id.
+func DerivedID(parts ...string) string {
+	return uuid.NewSHA1(derivedNamespace, []byte(strings.Join(parts, "\x00"))).String()
+}
+
+// derivedNamespace is the UUID namespace of DerivedID.
+var derivedNamespace = uuid.MustParse("6c1f0b8e-9a55-4d0e-8d0a-4c1b0a7e2f31")
+
+// SetID gives the envelope another id (its CloudEvents id and its
+// Nats-Msg-Id).
+func (e *Envelope) SetID(id string) {
+	e.ID = id
+	e.Header[HeaderID] = []string{id}
+	e.Header[HeaderMsgID] = []string{id}
 }
 
 // newID returns a time-ordered UUID (v7), so ids sort by creation.

@@ -48,8 +48,12 @@ func replicaSpec(r *replica) service.Spec {
 		Replicated: []string{"downs"},
 		Subscriptions: []service.Subscription{
 			service.On(func(ctx context.Context, tx *store.Tx, ev *events.HostDown, d service.Delivery) error {
-				_, err := tx.ExecContext(ctx, `INSERT INTO downs (host, n, last_id) VALUES (?, 1, ?)
-					ON CONFLICT (host) DO UPDATE SET n = n + 1, last_id = excluded.last_id`, ev.Host, d.ID)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO downs (host, n, last_id) VALUES (?, 1, ?)
+					ON CONFLICT (host) DO UPDATE SET n = n + 1, last_id = excluded.last_id`, ev.Host, d.ID); err != nil {
+					return err
+				}
+				// A consequence every host emits alike.
+				_, err := tx.Emit(ctx, &events.HostUp{Host: ev.Host, LastSeen: d.Timestamp, DetectedBy: "replica"})
 				return err
 			}),
 			service.On(func(ctx context.Context, tx *store.Tx, ev *events.JobTrackerKick, d service.Delivery) error {
@@ -95,17 +99,23 @@ func publishDowns(t *testing.T, b *bus.Bus, hosts ...string) {
 	}
 }
 
+// lastSeq is the stream sequence of the last HostDown, the last event the
+// replicas consume.
 func lastSeq(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
 	s, err := js.Stream(context.Background(), events.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.CachedInfo().State.LastSeq
+	m, err := s.GetLastMsgForSubject(context.Background(), events.SubjectOf[events.HostDown]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Sequence
 }
 
 // waitSame waits until every replica has applied the stream up to its last
-// message and their digests agree, and returns the digest.
+// HostDown and their digests agree, and returns the digest.
 func waitSame(t *testing.T, b *bus.Bus, rs ...*replica) api.Digest {
 	t.Helper()
 	var d api.Digest
@@ -118,7 +128,7 @@ func waitSame(t *testing.T, b *bus.Bus, rs ...*replica) api.Digest {
 				return err
 			}
 			if got.Applied != want {
-				return fmt.Errorf("%s applied %d, the stream's last is %d", got.Host, got.Applied, want)
+				return fmt.Errorf("%s applied %d, the last HostDown is %d", got.Host, got.Applied, want)
 			}
 			if i == 0 {
 				first, d = got.SHA256, got
@@ -139,6 +149,19 @@ func TestEveryHostAppliesEveryEvent(t *testing.T) {
 	d := waitSame(t, b, h1, h2)
 	if len(d.Tables) != 1 || d.Tables[0].Name != "downs" || d.Tables[0].Rows != 3 {
 		t.Fatalf("digest %+v, want the table downs with 3 rows", d)
+	}
+	// Both hosts emitted a HostUp for each HostDown, under the same id:
+	// the stream holds one of each.
+	bustest.WaitFor(t, 10*time.Second, 0, func() error {
+		for _, r := range []*replica{h1, h2} {
+			if n, err := r.rt.DB.Pending(context.Background()); err != nil || n > 0 {
+				return fmt.Errorf("%s's outbox holds %d (%v)", r.rt.Deps.Host, n, err)
+			}
+		}
+		return nil
+	})
+	if ups := streamMessages(t, b.JS, events.StreamEvents, events.SubjectOf[events.HostUp]()); len(ups) != 4 {
+		t.Fatalf("%d HostUp events in the stream, want 4 (one per HostDown, whichever host emitted it)", len(ups))
 	}
 	// Each host has its own durable consumer.
 	for _, h := range []string{"h1", "h2"} {

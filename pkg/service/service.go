@@ -258,6 +258,7 @@ func New(ctx context.Context, spec Spec, deps Deps) (*Runtime, error) {
 	}
 	sopts := store.NewOptions(rt.Source, spec.Migrations)
 	sopts.Now = deps.Now
+	sopts.Emitter = spec.Name
 	db, err := store.Open(ctx, DBPath(deps.DataDir, spec.Name), sopts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)

@@ -34,6 +34,7 @@ type DB struct {
 	// R is a pool of read-only connections for queries outside a handler.
 	R *sql.DB
 	r *sql.DB // R, for this package
+	emitter string // Options.Emitter
 	// Source is the CloudEvents source of the events this database emits,
 	// e.g. "lifeboat/host-1/backup-scheduler".
 	Source string
@@ -52,6 +53,13 @@ type Options struct {
 	Migrations fs.FS
 	// Source is the CloudEvents source of emitted events.
 	Source string
+	// Emitter names what emits (the service): an event emitted while a
+	// message is applied gets an id derived from it, the message's id and
+	// the event's place among those the message emitted, so that every
+	// host applying the message emits the same event under the same id
+	// and JetStream keeps one (its duplicate window), consumers apply one
+	// (their inbox).
+	Emitter string
 	// Synchronous is SQLite's synchronous pragma: FULL (the default) fsyncs
 	// the WAL on every commit, so an acked event survives power loss.
 	Synchronous string
@@ -106,7 +114,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if now == nil {
 		now = time.Now
 	}
-	db := &DB{Path: path, w: w, R: r, r: r, Source: opts.Source, notify: make(chan struct{}, 1), workNotify: make(chan struct{}, 1),
+	db := &DB{Path: path, w: w, R: r, r: r, Source: opts.Source, emitter: opts.Emitter, notify: make(chan struct{}, 1), workNotify: make(chan struct{}, 1),
 		now: now, stmts: map[string]*sql.Stmt{}}
 	own, err := lbsql.Migrations("store")
 	if err != nil {

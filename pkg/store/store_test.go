@@ -43,8 +43,8 @@ func TestOpenAppliesEachMigrationOnce(t *testing.T) {
 	db := open(t, path)
 	db.Close()
 	db = open(t, path) // again: nothing re-applied (ALTER TABLE would fail)
-	if n := count(t, db, `SELECT COUNT(*) FROM schema_migrations`); n != 5 {
-		t.Fatalf("%d migrations recorded, want 5 (inbox/outbox, work queue, stream position + 2)", n)
+	if n := count(t, db, `SELECT COUNT(*) FROM schema_migrations`); n != 6 {
+		t.Fatalf("%d migrations recorded, want 6 (inbox/outbox, work queue, stream position, leader epochs + 2)", n)
 	}
 	var mode string
 	db.R.QueryRow(`PRAGMA journal_mode`).Scan(&mode)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"lifeboat.dev/pkg/bus"
@@ -19,6 +20,8 @@ type Tx struct {
 	db         *DB
 	q          *db.Queries
 	emitted    int
+	cause      string   // the id of the message being applied, if any
+	caused     int      // events emitted for cause so far
 	unprepared []string // queries to prepare once the transaction ends
 	after      []func() // run once the transaction has committed
 }
@@ -39,6 +42,12 @@ func (tx *Tx) Emit(ctx context.Context, ev any) (id string, err error) {
 	env, err := bus.NewEnvelope(ctx, tx.db.Source, ev)
 	if err != nil {
 		return "", fmt.Errorf("store: emit: %w", err)
+	}
+	if tx.cause != "" && tx.db.emitter != "" {
+		// Emitted while applying a message, which every host applies:
+		// the same id on every host (see Options.Emitter).
+		env.SetID(bus.DerivedID(tx.db.emitter, tx.cause, strconv.Itoa(tx.caused)))
+		tx.caused++
 	}
 	return env.ID, tx.EmitEnvelope(ctx, env)
 }
@@ -138,7 +147,7 @@ func (b *Batch) Apply(ctx context.Context, id, subject string, fn func(tx *Tx) e
 	}
 	emitted, after := b.tx.emitted, len(b.tx.after)
 	if err == nil {
-		err = fn(b.tx)
+		err = b.tx.applying(id, fn)
 	}
 	if err != nil {
 		b.tx.emitted, b.tx.after = emitted, b.tx.after[:after]
@@ -168,13 +177,20 @@ func (b *Batch) applyOptimistic(ctx context.Context, id, subject string, fn func
 	case n == 0:
 		return false, nil
 	default:
-		err = fn(b.tx)
+		err = b.tx.applying(id, fn)
 	}
 	if err != nil {
 		b.poisoned = true
 		return false, fmt.Errorf("%w: %w", ErrPoisoned, err)
 	}
 	return true, nil
+}
+
+// applying runs fn as the application of message id.
+func (tx *Tx) applying(id string, fn func(tx *Tx) error) error {
+	tx.cause, tx.caused = id, 0
+	defer func() { tx.cause = "" }()
+	return fn(tx)
 }
 
 // Commit makes the batch durable and wakes the relay if anything was

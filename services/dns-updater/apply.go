@@ -254,7 +254,7 @@ func (s *Service) failedFinish(log *slog.Logger, j service.Job, c *changeJob, ol
 			}
 		}
 		f := failure{name: c.Name, typ: c.Type, value: c.Value, instance: c.Instance, epoch: uint64(c.Epoch),
-			attempts: attempts, requestID: c.RequestID}
+			attempts: attempts, requestID: c.RequestID, at: s.now()}
 		if s.p != nil {
 			f.provider = s.p.Name()
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"time"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/service"
@@ -53,7 +54,7 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev 
 		log.InfoContext(ctx, "InstanceActivated ignored: no DNS name declared for the instance (instances.<name>.dns)")
 		return nil
 	}
-	fail := failure{name: ic.Name, typ: ic.Type, value: ev.Address, instance: ev.Instance, epoch: ev.Epoch}
+	fail := failure{name: ic.Name, typ: ic.Type, value: ev.Address, instance: ev.Instance, epoch: ev.Epoch, at: m.Timestamp}
 	if ev.Epoch > math.MaxInt64 {
 		return s.refuse(ctx, tx, fail, fmt.Errorf("%w: epoch %d is out of range", provider.ErrInvalidValue, ev.Epoch))
 	}
@@ -96,7 +97,7 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNS
 	case strings.Contains(ev.Address, ":"):
 		typ = "AAAA"
 	}
-	fail := failure{name: ev.Name, typ: typ, value: ev.Address, instance: inst, requestID: m.ID}
+	fail := failure{name: ev.Name, typ: typ, value: ev.Address, instance: inst, requestID: m.ID, at: m.Timestamp}
 	if s.p == nil {
 		return s.refuse(ctx, tx, fail, errNoZone)
 	}
@@ -140,7 +141,7 @@ func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, ev *e
 		}
 	}
 	epoch := int64(min(ev.Epoch, math.MaxInt64))
-	if err := q.SetLowered(ctx, db.SetLoweredParams{Instance: ev.Instance, Ttl: int64(s.cfg.LowerTTLBefore), Epoch: epoch, Since: s.now().UnixMilli()}); err != nil {
+	if err := q.SetLowered(ctx, db.SetLoweredParams{Instance: ev.Instance, Ttl: int64(s.cfg.LowerTTLBefore), Epoch: epoch, Since: m.Timestamp.UnixMilli()}); err != nil {
 		return fmt.Errorf("FailoverStarted: %w", err)
 	}
 	log.InfoContext(ctx, "failover started: lowering the TTL until it completes", slog.Uint64("ttl", uint64(s.cfg.LowerTTLBefore)), slog.Uint64("from", uint64(ic.TTL)))
@@ -208,7 +209,8 @@ func stale(epoch, applied, queued, seen int64) bool {
 // message, the same on every delivery and on every host.
 func jobID(m service.Delivery) string { return workChange + ":" + m.ID }
 
-// enqueue queues change c, asked for by message m, in tx: the work queue's
+// enqueue queues change c, asked for by message m (and dated by its time in
+// the stream, which every host sees alike), in tx: the work queue's
 // job (which carries ctx's trace, so the outcome continues the event's
 // trace) and dns-updater's row about it (dns_jobs), together. The job runs
 // once tx has committed. Its owner is whoever holds this database.
@@ -222,7 +224,7 @@ func (s *Service) enqueue(ctx context.Context, tx *store.Tx, m service.Delivery,
 		return nil // queued already, with its row
 	}
 	if err := db.New(tx).AddJob(ctx, db.AddJobParams{ID: id, Kind: c.Kind, Instance: c.Instance, Name: c.Name, Epoch: c.Epoch,
-		CreatedAt: s.now().UnixMilli()}); err != nil {
+		CreatedAt: m.Timestamp.UnixMilli()}); err != nil {
 		return fmt.Errorf("queue change of %s: %w", c.Name, err)
 	}
 	return nil
@@ -237,6 +239,9 @@ type failure struct {
 	attempts         int
 	// requestID is the dns-updater.set command's id, for its answer.
 	requestID string
+	// at is when it failed: for a change refused while an event is
+	// applied, the event's time in the stream (every host gives the same).
+	at time.Time
 }
 
 // refuse answers a request that is wrong in itself (an address that is
@@ -254,7 +259,7 @@ func (s *Service) refuse(ctx context.Context, tx *store.Tx, f failure, err error
 func (s *Service) emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
 	ev := &events.DNSUpdateFailed{
 		Name: f.name, Type: f.typ, New: f.value, Provider: f.provider, Instance: f.instance, Epoch: f.epoch,
-		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: s.now().UTC(), RequestID: f.requestID,
+		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: f.at.UTC(), RequestID: f.requestID,
 	}
 	if ev.Name == "" {
 		ev.Name = "(none)"

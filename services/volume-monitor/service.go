@@ -65,20 +65,22 @@ func (s *Service) init(_ context.Context, rt *service.Runtime) error {
 }
 
 func (s *Service) handleHostDown(ctx context.Context, tx *store.Tx, ev *events.HostDown, m service.Delivery) error {
-	return setState(ctx, tx, ev.Host, "down", ev.Reason, ev.DetectedBy, ev.LastSeen)
+	return setState(ctx, tx, ev.Host, "down", ev.Reason, ev.DetectedBy, ev.LastSeen, m.Timestamp)
 }
 
 func (s *Service) handleHostUp(ctx context.Context, tx *store.Tx, ev *events.HostUp, m service.Delivery) error {
-	return setState(ctx, tx, ev.Host, "up", ev.Reason, ev.DetectedBy, ev.LastSeen)
+	return setState(ctx, tx, ev.Host, "up", ev.Reason, ev.DetectedBy, ev.LastSeen, m.Timestamp)
 }
 
-func setState(ctx context.Context, tx *store.Tx, host, state, reason, by string, lastSeen time.Time) error {
+// setState records host's state as an event says; since is the event's
+// time in the stream, the same on every host that applies it.
+func setState(ctx context.Context, tx *store.Tx, host, state, reason, by string, lastSeen, since time.Time) error {
 	ls := sql.NullInt64{}
 	if !lastSeen.IsZero() {
 		ls = sql.NullInt64{Int64: lastSeen.UnixMilli(), Valid: true}
 	}
 	return db.New(tx).HostSetState(ctx, db.HostSetStateParams{
-		Host: host, State: state, StateSince: time.Now().UnixMilli(), Reason: reason, DetectedBy: by, LastSeen: ls,
+		Host: host, State: state, StateSince: since.UnixMilli(), Reason: reason, DetectedBy: by, LastSeen: ls,
 	})
 }
 

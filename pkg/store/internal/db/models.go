@@ -10,6 +10,11 @@ type Inbox struct {
 	HandledAt int64
 }
 
+type LeaderEpoch struct {
+	Leader string
+	Epoch  int64
+}
+
 type Outbox struct {
 	Seq       int64
 	ID        string
