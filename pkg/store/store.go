@@ -32,9 +32,9 @@ type DB struct {
 	// nothing bypasses the inbox and the outbox.
 	w *sql.DB
 	// R is a pool of read-only connections for queries outside a handler.
-	R *sql.DB
-	r *sql.DB // R, for this package
-	emitter string // Options.Emitter
+	R       *sql.DB
+	r       *sql.DB // R, for this package
+	emitter string  // Options.Emitter
 	// Source is the CloudEvents source of the events this database emits,
 	// e.g. "lifeboat/host-1/backup-scheduler".
 	Source string
