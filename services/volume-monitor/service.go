@@ -13,6 +13,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -44,7 +46,10 @@ func Spec() (service.Spec, error) {
 		Name:        Name,
 		Description: "Lifeboat volume-monitor (partial): records heartbeats and HostDown/HostUp in its host table (hosts endpoint); detecting dead hosts and full volumes comes with its issue",
 		Migrations:  migrations,
-		Init:        s.init,
+		// host_states are what HostDown and HostUp say, alike on every
+		// host; heartbeats are what this host heard.
+		Replicated: []string{"host_states"},
+		Init:       s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleHostDown),
 			service.On(s.handleHostUp),
@@ -100,9 +105,9 @@ func (s *Service) recordHeartbeat(ctx context.Context, m service.Delivery) error
 		return fmt.Errorf("heartbeat of %s: %w", hb.Host, err)
 	}
 	err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
-		return db.New(tx).HostSeen(ctx, db.HostSeenParams{
+		return db.New(tx).HeartbeatSeen(ctx, db.HeartbeatSeenParams{
 			Host: hb.Host, Address: hb.Address, Services: string(services),
-			LastSeen: sql.NullInt64{Int64: hb.SentAt.UnixMilli(), Valid: true}, StateSince: time.Now().UnixMilli(),
+			FirstSeen: time.Now().UnixMilli(), LastSeen: hb.SentAt.UnixMilli(),
 		})
 	})
 	if err != nil {
@@ -123,23 +128,51 @@ type Host struct {
 	DetectedBy string     `json:"detected_by,omitempty"`
 }
 
-// Hosts lists every known host.
+// Hosts lists every known host: its state as the last HostDown or HostUp
+// said (replicated), and the heartbeats this host heard from it (its own).
+// A host only heard from is up since its first heartbeat.
 func (s *Service) Hosts(ctx context.Context) ([]Host, error) {
-	rows, err := db.New(s.rt.DB.R).ListHosts(ctx)
+	q := db.New(s.rt.DB.R)
+	states, err := q.ListHostStates(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Host, 0, len(rows))
-	for _, r := range rows {
-		h := Host{Host: r.Host, Address: r.Address, State: r.State, StateSince: time.UnixMilli(r.StateSince).UTC(), Reason: r.Reason, DetectedBy: r.DetectedBy}
-		if err := json.Unmarshal([]byte(r.Services), &h.Services); err != nil {
-			return nil, fmt.Errorf("host %s: stored services unreadable: %w", r.Host, err)
+	beats, err := q.ListHeartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byHost := map[string]*Host{}
+	host := func(name string) *Host {
+		if h, ok := byHost[name]; ok {
+			return h
 		}
-		if r.LastSeen.Valid {
-			ls := time.UnixMilli(r.LastSeen.Int64).UTC()
+		h := &Host{Host: name, State: "up", Services: []string{}}
+		byHost[name] = h
+		return h
+	}
+	seen := func(h *Host, ms int64) {
+		if ls := time.UnixMilli(ms).UTC(); h.LastSeen == nil || ls.After(*h.LastSeen) {
 			h.LastSeen = &ls
 		}
-		out = append(out, h)
+	}
+	for _, b := range beats {
+		h := host(b.Host)
+		h.Address, h.StateSince = b.Address, time.UnixMilli(b.FirstSeen).UTC()
+		if err := json.Unmarshal([]byte(b.Services), &h.Services); err != nil {
+			return nil, fmt.Errorf("host %s: stored services unreadable: %w", b.Host, err)
+		}
+		seen(h, b.LastSeen)
+	}
+	for _, st := range states {
+		h := host(st.Host)
+		h.State, h.StateSince, h.Reason, h.DetectedBy = st.State, time.UnixMilli(st.StateSince).UTC(), st.Reason, st.DetectedBy
+		if st.LastSeen.Valid {
+			seen(h, st.LastSeen.Int64)
+		}
+	}
+	out := make([]Host, 0, len(byHost))
+	for _, name := range slices.Sorted(maps.Keys(byHost)) {
+		out = append(out, *byHost[name])
 	}
 	return out, nil
 }

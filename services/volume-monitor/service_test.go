@@ -72,7 +72,7 @@ func TestUnreadableStoredHostIsReportedNotHidden(t *testing.T) {
 	}
 	rt, _ := servicetest.Start(t, spec, servicetest.Deps(b, t.TempDir()))
 	if err := rt.DB.Update(t.Context(), func(tx *store.Tx) error {
-		_, err := tx.ExecContext(t.Context(), `INSERT INTO hosts (host, services, state_since) VALUES ('h2', 'not json', 0)`)
+		_, err := tx.ExecContext(t.Context(), `INSERT INTO heartbeats (host, services, first_seen, last_seen) VALUES ('h2', 'not json', 0, 0)`)
 		return err
 	}); err != nil {
 		t.Fatal(err)

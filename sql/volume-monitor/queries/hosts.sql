@@ -1,21 +1,23 @@
--- name: HostSeen :exec
-INSERT INTO hosts (host, address, services, last_seen, state, state_since)
-VALUES (?, ?, ?, ?, 'up', ?)
+-- name: HeartbeatSeen :exec
+INSERT INTO heartbeats (host, address, services, first_seen, last_seen)
+VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (host) DO UPDATE SET
     address = excluded.address,
     services = excluded.services,
-    last_seen = MAX(COALESCE(hosts.last_seen, 0), excluded.last_seen);
+    last_seen = MAX(heartbeats.last_seen, excluded.last_seen);
 
 -- name: HostSetState :exec
-INSERT INTO hosts (host, state, state_since, reason, detected_by, last_seen)
+INSERT INTO host_states (host, state, state_since, reason, detected_by, last_seen)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (host) DO UPDATE SET
     state = excluded.state,
     state_since = excluded.state_since,
     reason = excluded.reason,
     detected_by = excluded.detected_by,
-    last_seen = COALESCE(MAX(hosts.last_seen, excluded.last_seen), hosts.last_seen, excluded.last_seen);
+    last_seen = COALESCE(MAX(host_states.last_seen, excluded.last_seen), host_states.last_seen, excluded.last_seen);
 
--- name: ListHosts :many
-SELECT host, address, services, last_seen, state, state_since, reason, detected_by
-FROM hosts ORDER BY host;
+-- name: ListHostStates :many
+SELECT host, state, state_since, reason, detected_by, last_seen FROM host_states ORDER BY host;
+
+-- name: ListHeartbeats :many
+SELECT host, address, services, first_seen, last_seen FROM heartbeats ORDER BY host;

@@ -10,43 +10,43 @@ import (
 	"database/sql"
 )
 
-const hostSeen = `-- name: HostSeen :exec
-INSERT INTO hosts (host, address, services, last_seen, state, state_since)
-VALUES (?, ?, ?, ?, 'up', ?)
+const heartbeatSeen = `-- name: HeartbeatSeen :exec
+INSERT INTO heartbeats (host, address, services, first_seen, last_seen)
+VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (host) DO UPDATE SET
     address = excluded.address,
     services = excluded.services,
-    last_seen = MAX(COALESCE(hosts.last_seen, 0), excluded.last_seen)
+    last_seen = MAX(heartbeats.last_seen, excluded.last_seen)
 `
 
-type HostSeenParams struct {
-	Host       string
-	Address    string
-	Services   string
-	LastSeen   sql.NullInt64
-	StateSince int64
+type HeartbeatSeenParams struct {
+	Host      string
+	Address   string
+	Services  string
+	FirstSeen int64
+	LastSeen  int64
 }
 
-func (q *Queries) HostSeen(ctx context.Context, arg HostSeenParams) error {
-	_, err := q.db.ExecContext(ctx, hostSeen,
+func (q *Queries) HeartbeatSeen(ctx context.Context, arg HeartbeatSeenParams) error {
+	_, err := q.db.ExecContext(ctx, heartbeatSeen,
 		arg.Host,
 		arg.Address,
 		arg.Services,
+		arg.FirstSeen,
 		arg.LastSeen,
-		arg.StateSince,
 	)
 	return err
 }
 
 const hostSetState = `-- name: HostSetState :exec
-INSERT INTO hosts (host, state, state_since, reason, detected_by, last_seen)
+INSERT INTO host_states (host, state, state_since, reason, detected_by, last_seen)
 VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (host) DO UPDATE SET
     state = excluded.state,
     state_since = excluded.state_since,
     reason = excluded.reason,
     detected_by = excluded.detected_by,
-    last_seen = COALESCE(MAX(hosts.last_seen, excluded.last_seen), hosts.last_seen, excluded.last_seen)
+    last_seen = COALESCE(MAX(host_states.last_seen, excluded.last_seen), host_states.last_seen, excluded.last_seen)
 `
 
 type HostSetStateParams struct {
@@ -70,29 +70,59 @@ func (q *Queries) HostSetState(ctx context.Context, arg HostSetStateParams) erro
 	return err
 }
 
-const listHosts = `-- name: ListHosts :many
-SELECT host, address, services, last_seen, state, state_since, reason, detected_by
-FROM hosts ORDER BY host
+const listHeartbeats = `-- name: ListHeartbeats :many
+SELECT host, address, services, first_seen, last_seen FROM heartbeats ORDER BY host
 `
 
-func (q *Queries) ListHosts(ctx context.Context) ([]Host, error) {
-	rows, err := q.db.QueryContext(ctx, listHosts)
+func (q *Queries) ListHeartbeats(ctx context.Context) ([]Heartbeat, error) {
+	rows, err := q.db.QueryContext(ctx, listHeartbeats)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []Host{}
+	items := []Heartbeat{}
 	for rows.Next() {
-		var i Host
+		var i Heartbeat
 		if err := rows.Scan(
 			&i.Host,
 			&i.Address,
 			&i.Services,
+			&i.FirstSeen,
 			&i.LastSeen,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listHostStates = `-- name: ListHostStates :many
+SELECT host, state, state_since, reason, detected_by, last_seen FROM host_states ORDER BY host
+`
+
+func (q *Queries) ListHostStates(ctx context.Context) ([]HostState, error) {
+	rows, err := q.db.QueryContext(ctx, listHostStates)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []HostState{}
+	for rows.Next() {
+		var i HostState
+		if err := rows.Scan(
+			&i.Host,
 			&i.State,
 			&i.StateSince,
 			&i.Reason,
 			&i.DetectedBy,
+			&i.LastSeen,
 		); err != nil {
 			return nil, err
 		}

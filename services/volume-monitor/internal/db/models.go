@@ -8,13 +8,19 @@ import (
 	"database/sql"
 )
 
-type Host struct {
+type Heartbeat struct {
+	Host      string
+	Address   string
+	Services  string
+	FirstSeen int64
+	LastSeen  int64
+}
+
+type HostState struct {
 	Host       string
-	Address    string
-	Services   string
-	LastSeen   sql.NullInt64
 	State      string
 	StateSince int64
 	Reason     string
 	DetectedBy string
+	LastSeen   sql.NullInt64
 }
