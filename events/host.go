@@ -19,6 +19,11 @@ type HostHeartbeat struct {
 	// Interval is the sender's heartbeat interval, so the monitor can judge
 	// each host by its own rhythm.
 	Interval Millis `json:"interval_ms,omitempty" jsonschema:"minimum=0"`
+	// ConfigHash is the hex SHA-256 of the lifeboat.yaml the sender runs
+	// with, empty when it runs without one: every host reads the same
+	// file, so a host whose hash differs from the others' is flagged
+	// (`lifeboat status`).
+	ConfigHash string `json:"config_hash,omitempty"`
 }
 
 // HostDown says a host is considered dead. volume-monitor emits it when a

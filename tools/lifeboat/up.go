@@ -3,17 +3,23 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
 	"lifeboat.dev/pkg/service"
@@ -162,13 +168,22 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	}()
 
 	// Bind HTTP first: a port in use fails at once, before anything starts.
+	// Ready once every service runs, and for as long as JetStream has a
+	// quorum.
 	var readyMu sync.Mutex
 	notReady := "starting"
+	var readyBus atomic.Pointer[bus.Bus]
 	srv, err := telemetry.Serve(ctx, cfg.HTTP, tel.Handler(func() error {
 		readyMu.Lock()
-		defer readyMu.Unlock()
-		if notReady != "" {
-			return errors.New(notReady)
+		why := notReady
+		readyMu.Unlock()
+		if why != "" {
+			return errors.New(why)
+		}
+		if b := readyBus.Load(); b != nil {
+			jctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			return b.JetStreamReady(jctx)
 		}
 		return nil
 	}))
@@ -194,6 +209,13 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 		return err
 	}
 	defer b.Close()
+	readyBus.Store(b)
+
+	hostSvc, err := serveHostInfo(b, cfg, targets, started)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = hostSvc.Stop() }()
 
 	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel}
 	var runtimes []*service.Runtime
@@ -228,7 +250,10 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{Host: cfg.Host, Address: cfg.HTTP, Services: targets}, cfg.HeartbeatInterval, logger)
+		service.Heartbeat(svcCtx, b.NC, events.HostHeartbeat{
+			Host: cfg.Host, Address: cfg.HTTP, Services: targets,
+			Interval: events.MillisOf(cfg.HeartbeatInterval), ConfigHash: cfg.hash,
+		}, cfg.HeartbeatInterval, logger)
 	}()
 
 	// Ready once every service consumes and answers.
@@ -264,6 +289,88 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	wg.Wait()
 	return runErr
 }
+
+// serveHostInfo serves this process's own host-scoped endpoint,
+// lifeboat.api.host.<host>.info, as the micro service lifeboat-host.
+func serveHostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) (micro.Service, error) {
+	svc, err := micro.AddService(b.NC, micro.Config{
+		Name:        "lifeboat-" + api.HostService,
+		Version:     microVersion(version),
+		Description: "Lifeboat host: this lifeboat process, its data directory and its NATS node",
+		Metadata:    map[string]string{"host": cfg.Host},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("host info: micro service: %w", err)
+	}
+	// No queue group: only this process answers for its host.
+	g := svc.AddGroup(events.HostAPISubject(api.HostService, cfg.Host, ""), micro.WithGroupQueueGroupDisabled())
+	err = g.AddEndpoint(api.HostInfoEndpoint, micro.HandlerFunc(func(req micro.Request) {
+		_ = req.RespondJSON(hostInfo(b, cfg, targets, started))
+	}))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("host info: endpoint: %w", err)
+	}
+	return svc, nil
+}
+
+// hostInfo is this process as its info endpoint answers it.
+func hostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) api.HostInfo {
+	hi := api.HostInfo{
+		Host:              cfg.Host,
+		Version:           version,
+		StartedAt:         started.UTC(),
+		UptimeSeconds:     time.Since(started).Seconds(),
+		Now:               time.Now().UTC(),
+		Services:          targets,
+		DataDir:           cfg.Data,
+		ConfigHash:        cfg.hash,
+		HeartbeatInterval: events.MillisOf(cfg.HeartbeatInterval),
+	}
+	if abs, err := filepath.Abs(cfg.Data); err == nil {
+		hi.DataDir = abs
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(cfg.Data, &fs); err != nil {
+		hi.DataFreeError = err.Error()
+	} else {
+		hi.DataFreeBytes = uint64(fs.Bavail) * uint64(fs.Bsize)
+	}
+	if n, ok := b.Node(); ok {
+		hi.Node = &api.NodeInfo{
+			Name: n.Name, Cluster: n.Cluster, Routes: n.Routes,
+			MetaLeader: n.MetaLeader, MetaCurrent: n.MetaCurrent,
+			MetaPeers: n.MetaPeers, Reachable: n.Reachable,
+		}
+		if hi.Node.Routes == nil {
+			hi.Node.Routes = []string{}
+		}
+	} else {
+		hi.External = b.NC.ConnectedUrlRedacted()
+	}
+	return hi
+}
+
+// microVersion is version as the semantic version micro requires: a
+// release tag loses its v, anything else becomes build metadata of 0.0.0.
+// It is pkg/service's semver, which is not exported.
+func microVersion(v string) string {
+	v = strings.TrimPrefix(v, "v")
+	if releaseRE.MatchString(v) {
+		return v
+	}
+	meta := strings.Trim(notMetaRE.ReplaceAllString(v, "-"), "-")
+	if meta == "" || meta == "dev" {
+		return "0.0.0-dev"
+	}
+	return "0.0.0+" + meta
+}
+
+var (
+	// releaseRE is SemVer 2.0.0's own expression (semver.org).
+	releaseRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+	notMetaRE = regexp.MustCompile(`[^0-9A-Za-z-]+`)
+)
 
 func splitList(s string) []string {
 	var out []string

@@ -56,6 +56,9 @@ type Config struct {
 	// filePaths are the path-valued keys the file set, as it set them (see
 	// resolvePaths).
 	filePaths map[string]string
+	// hash is the hex SHA-256 of the file's bytes, "" with no file: the
+	// heartbeats' and the host info's config_hash.
+	hash string
 }
 
 // LogConfig shapes the process log.
@@ -113,10 +116,18 @@ func loadConfig(path string) (Config, *config.File, error) {
 	if path == "" {
 		return cfg, &config.File{Path: "(defaults)"}, nil
 	}
-	f, err := config.Load(path, &cfg)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("config: %w", err)
+	}
+	f, err := config.Parse(path, data, &cfg)
 	if err != nil {
 		return cfg, nil, err
 	}
+	// The hash of the bytes just parsed, not of a second read: what the
+	// heartbeats carry is what this process runs with.
+	sum := sha256.Sum256(data)
+	cfg.hash = hex.EncodeToString(sum[:])
 	cfg.filePaths = map[string]string{}
 	cfg.eachPath(func(key string, p *string) {
 		if f.Has(key) {
