@@ -99,6 +99,9 @@ func (rt *Runtime) handleBatch(ctx context.Context, c *consumer, msgs []*bus.Del
 		return
 	}
 	faults.Point("service.after-commit")
+	if _, leading := rt.Leading(); leading && c.events {
+		rt.Nudge() // what was applied may need a decision
+	}
 	if rt.Deps.AfterCommit != nil {
 		rt.Deps.AfterCommit(rt.Spec.Name, msgs)
 	}
@@ -199,6 +202,13 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, c *consumer, d
 				err = fmt.Errorf("handler panicked: %v", p)
 			}
 		}()
+		if drop, err := fenced(ctx, tx, m.Delivery); drop || err != nil {
+			if drop {
+				rt.Logger.InfoContext(ctx, "a deposed leader's decision dropped", slog.String("subject", d.Subject), slog.String("id", d.ID),
+					slog.String("leader", d.HeaderValue(HeaderLeader)), slog.String("epoch", d.HeaderValue(HeaderEpoch)))
+			}
+			return err
+		}
 		return handle(ctx, tx, m)
 	})
 	switch {

@@ -35,6 +35,9 @@ type consumer struct {
 	wildcard Handler
 	// events: the consumer's position is recorded with every batch.
 	events bool
+	// leader: the cluster-wide commands, which a service with a leader
+	// consumes only while it leads.
+	leader bool
 }
 
 // handler returns the handler of catalog subject.
@@ -50,7 +53,7 @@ func (rt *Runtime) consumers() ([]*consumer, error) {
 	name, host := rt.Spec.Name, rt.Deps.Host
 	evs := &consumer{Consumer: bus.Consumer{Durable: bus.DurableName(name, host, "events"), Stream: events.StreamEvents}, handlers: map[string]Handler{}, events: true}
 	addressed := &consumer{Consumer: bus.Consumer{Durable: bus.DurableName(name, host, "cmd"), Stream: events.StreamCommands}, handlers: map[string]Handler{}}
-	shared := &consumer{Consumer: bus.Consumer{Durable: bus.DurableName(name, "cmd"), Stream: events.StreamCommands}, handlers: map[string]Handler{}}
+	shared := &consumer{Consumer: bus.Consumer{Durable: bus.DurableName(name, "cmd"), Stream: events.StreamCommands}, handlers: map[string]Handler{}, leader: true}
 	for _, s := range rt.Spec.Subscriptions {
 		t, ok := events.BySubject(s.Subject)
 		if !ok && strings.HasPrefix(s.Subject, "lifeboat.event.") && strings.ContainsAny(s.Subject, "*>") && !s.addressed {

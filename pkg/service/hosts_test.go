@@ -147,7 +147,7 @@ func TestEveryHostAppliesEveryEvent(t *testing.T) {
 	h2 := startReplica(t, b, "h2", t.TempDir())
 	publishDowns(t, b, "a", "b", "a", "c")
 	d := waitSame(t, b, h1, h2)
-	if len(d.Tables) != 1 || d.Tables[0].Name != "downs" || d.Tables[0].Rows != 3 {
+	if n := rows(d, "downs"); n != 3 {
 		t.Fatalf("digest %+v, want the table downs with 3 rows", d)
 	}
 	// Both hosts emitted a HostUp for each HostDown, under the same id:
@@ -245,7 +245,7 @@ func TestARestoredDatabaseReplaysFromWhereItStands(t *testing.T) {
 	publishDowns(t, b, "c")
 	h2 = startReplica(t, b, "h2", data2)
 	d := waitSame(t, b, h1, h2)
-	if d.Tables[0].Rows != 3 {
+	if rows(d, "downs") != 3 {
 		t.Fatalf("digest %+v, want 3 hosts in downs", d)
 	}
 }
@@ -267,7 +267,7 @@ func TestAHostBehindTheStreamRebuildsFromAPeer(t *testing.T) {
 	h2 := startReplica(t, b, "h2", t.TempDir())
 	publishDowns(t, b, "c")
 	d := waitSame(t, b, h1, h2)
-	if d.Tables[0].Rows != 3 {
+	if rows(d, "downs") != 3 {
 		t.Fatalf("digest %+v, want a, b and c in downs", d)
 	}
 	st, err := h2.rt.CurrentStatus(context.Background())
@@ -309,4 +309,14 @@ func removeDB(data string) error {
 		}
 	}
 	return nil
+}
+
+// rows is the row count of table in d, -1 when d lacks it.
+func rows(d api.Digest, table string) int {
+	for _, t := range d.Tables {
+		if t.Name == table {
+			return t.Rows
+		}
+	}
+	return -1
 }

@@ -55,6 +55,12 @@ type replicaState struct {
 	Tables  []tableRows `json:"tables"`
 }
 
+// replicatedTables are the service's replicated tables and the runtime's
+// own (the leaders' epochs), sorted.
+func (rt *Runtime) replicatedTables() []string {
+	return slices.Sorted(slices.Values(append([]string{"leader_epochs"}, rt.Spec.Replicated...)))
+}
+
 // readState reads the replicated tables and the position they stand at in
 // one read transaction, so that they agree.
 func (rt *Runtime) readState(ctx context.Context) (replicaState, error) {
@@ -69,7 +75,7 @@ func (rt *Runtime) readState(ctx context.Context) (replicaState, error) {
 		return st, fmt.Errorf("applied: %w", err)
 	}
 	st.Applied = uint64(seq.Int64)
-	for _, name := range slices.Sorted(slices.Values(rt.Spec.Replicated)) {
+	for _, name := range rt.replicatedTables() {
 		t, err := readTable(ctx, tx, name)
 		if err != nil {
 			return st, err
@@ -367,7 +373,7 @@ func (rt *Runtime) loadSnapshot(ctx context.Context, reply api.SnapshotReply) er
 	if d := st.digest(); d.SHA256 != reply.SHA256 {
 		return fmt.Errorf("snapshot %s: digest %s, the peer said %s", reply.Object, d.SHA256, reply.SHA256)
 	}
-	want := slices.Sorted(slices.Values(rt.Spec.Replicated))
+	want := rt.replicatedTables()
 	var got []string
 	for _, t := range st.Tables {
 		got = append(got, t.Name)

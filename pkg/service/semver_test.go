@@ -16,12 +16,12 @@ func TestSemver(t *testing.T) {
 		{"feature/x y", "0.0.0+feature-x-y"},
 		{"///", "0.0.0-dev"},
 	} {
-		got := semver(tc.in)
+		got := MicroVersion(tc.in)
 		if got != tc.want {
-			t.Errorf("semver(%q) = %q, want %q", tc.in, got, tc.want)
+			t.Errorf("MicroVersion(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 		if !semverRE.MatchString(got) {
-			t.Errorf("semver(%q) = %q, which micro would refuse", tc.in, got)
+			t.Errorf("MicroVersion(%q) = %q, which micro would refuse", tc.in, got)
 		}
 	}
 }

@@ -167,6 +167,11 @@ type Spec struct {
 	Endpoints []Endpoint
 	// Status adds the service's own facts to its status reply.
 	Status func(ctx context.Context) (any, error)
+	// Leader, when set, gives the service a leader: one host at a time
+	// holds its lease, reconciles, runs the jobs owned by
+	// OwnerLeader(name) and consumes the cluster-wide (unaddressed)
+	// commands.
+	Leader *Leader
 	// Run, when set, runs beside the consumers until ctx ends (timers,
 	// watchers); an error from it stops the service, and Runtime.Run
 	// returns it.
@@ -191,11 +196,15 @@ type Deps struct {
 	AfterCommit func(service string, batch []*bus.Delivery)
 	// Owns says whether this process runs a queued job with the given
 	// owner; nil runs the jobs owned by no one in particular ("") and by
-	// this host (OwnerHost). The cluster adds leaders' jobs.
+	// this host (OwnerHost). Jobs owned by OwnerLeader(service) run while
+	// this host leads the service, whatever Owns says.
 	Owns func(owner string) bool
 	// Now is the clock of the service's store and work queue; nil means
 	// time.Now.
 	Now func() time.Time
+	// LeaseAllowance, when set, replaces the election allowance a leader
+	// lease's TTL must outlast (tests with short leases).
+	LeaseAllowance time.Duration
 	// WorkBackoff, when set, is the delay before a failed job's next
 	// attempt for every kind (tests shorten it); nil leaves each kind's
 	// (WorkKind.WithBackoff, or store.NewQueueOptions's).
@@ -226,9 +235,10 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	dead     int64
-	rebuilt  string         // what the last rebuild from a peer did
-	stopping bool           // no goroutine starts any more
-	consumed []*consumer    // set once by start
+	rebuilt  string      // what the last rebuild from a peer did
+	stopping bool        // no goroutine starts any more
+	consumed []*consumer // set once by start
+	leader   leadership
 	wg       sync.WaitGroup // every goroutine started with Go, and endpoint calls
 	failed   error          // the first failure
 }
@@ -256,6 +266,7 @@ func New(ctx context.Context, spec Spec, deps Deps) (*Runtime, error) {
 		Source: "lifeboat/" + deps.Host + "/" + spec.Name,
 		ready:  make(chan struct{}),
 	}
+	rt.leader.nudge = make(chan struct{}, 1)
 	sopts := store.NewOptions(rt.Source, spec.Migrations)
 	sopts.Now = deps.Now
 	sopts.Emitter = spec.Name
@@ -408,7 +419,12 @@ func (rt *Runtime) start() error {
 		return err
 	}
 	rt.dropLegacy(rt.ctx)
+	var leaderCommands *consumer
 	for _, c := range cs {
+		if c.leader && rt.Spec.Leader != nil {
+			leaderCommands = c // consumed while this host leads
+			continue
+		}
 		if c.events {
 			if err := rt.position(rt.ctx, c); err != nil {
 				return err
@@ -420,13 +436,22 @@ func (rt *Runtime) start() error {
 		}
 		rt.Go(func(ctx context.Context) error { rt.consume(ctx, c, ch); return nil })
 	}
+	if rt.Spec.Leader != nil {
+		rt.Go(func(ctx context.Context) error { return rt.lead(ctx, leaderCommands) })
+	}
 	if len(rt.Spec.Work) > 0 {
 		qopts := store.NewQueueOptions()
 		qopts.Logger = rt.Logger
-		qopts.Owns = rt.Deps.Owns
-		if qopts.Owns == nil {
-			host := OwnerHost(rt.Deps.Host)
-			qopts.Owns = func(owner string) bool { return owner == "" || owner == host }
+		owns, host, leader := rt.Deps.Owns, OwnerHost(rt.Deps.Host), OwnerLeader(rt.Spec.Name)
+		if owns == nil {
+			owns = func(owner string) bool { return owner == "" || owner == host }
+		}
+		qopts.Owns = func(owner string) bool {
+			if owner == leader {
+				_, ok := rt.Leading()
+				return ok
+			}
+			return owns(owner)
 		}
 		qopts.KindBackoff = map[string]func(int) time.Duration{}
 		for _, w := range rt.Spec.Work {
@@ -462,7 +487,7 @@ func (rt *Runtime) shutdown() {
 func (rt *Runtime) addMicro() error {
 	svc, err := micro.AddService(rt.Deps.Bus.NC, micro.Config{
 		Name:        "lifeboat-" + rt.Spec.Name,
-		Version:     semver(rt.Deps.Version),
+		Version:     MicroVersion(rt.Deps.Version),
 		Description: rt.Spec.Description,
 		Metadata:    map[string]string{"host": rt.Deps.Host},
 	})
@@ -549,6 +574,7 @@ func (rt *Runtime) CurrentStatus(ctx context.Context) (Status, error) {
 	if st.Applied, err = rt.DB.Applied(ctx, events.StreamEvents); err != nil {
 		return st, err
 	}
+	st.Leader = rt.leaderStatus(ctx)
 	if rt.Spec.Status != nil {
 		if st.Details, err = rt.Spec.Status(ctx); err != nil {
 			return st, err
@@ -604,11 +630,11 @@ func BadRequest(err error) error { return &CodedError{Code: "400", Err: err} }
 // NotFound wraps err as a "404" API error.
 func NotFound(err error) error { return &CodedError{Code: "404", Err: err} }
 
-// semver turns a build version into the semantic version micro requires:
+// MicroVersion turns a build version into the semantic version micro requires:
 // a release tag (v1.2.3) loses its v; anything else, such as the commit id
 // `git describe --always --dirty` gives an untagged checkout, becomes build
 // metadata of 0.0.0 (0.0.0+d8d6f31-dirty), so any build can start.
-func semver(v string) string {
+func MicroVersion(v string) string {
 	v = strings.TrimPrefix(v, "v")
 	if semverRE.MatchString(v) {
 		return v

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,7 +294,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 func serveHostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) (micro.Service, error) {
 	svc, err := micro.AddService(b.NC, micro.Config{
 		Name:        "lifeboat-" + api.HostService,
-		Version:     microVersion(version),
+		Version:     service.MicroVersion(version),
 		Description: "Lifeboat host: this lifeboat process, its data directory and its NATS node",
 		Metadata:    map[string]string{"host": cfg.Host},
 	})
@@ -350,27 +349,6 @@ func hostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) api.H
 	}
 	return hi
 }
-
-// microVersion is version as the semantic version micro requires: a
-// release tag loses its v, anything else becomes build metadata of 0.0.0.
-// It is pkg/service's semver, which is not exported.
-func microVersion(v string) string {
-	v = strings.TrimPrefix(v, "v")
-	if releaseRE.MatchString(v) {
-		return v
-	}
-	meta := strings.Trim(notMetaRE.ReplaceAllString(v, "-"), "-")
-	if meta == "" || meta == "dev" {
-		return "0.0.0-dev"
-	}
-	return "0.0.0+" + meta
-}
-
-var (
-	// releaseRE is SemVer 2.0.0's own expression (semver.org).
-	releaseRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
-	notMetaRE = regexp.MustCompile(`[^0-9A-Za-z-]+`)
-)
 
 func splitList(s string) []string {
 	var out []string

@@ -137,21 +137,6 @@ func loadConfig(path string) (Config, *config.File, error) {
 	return cfg, f, nil
 }
 
-// configHash identifies the config file a host runs with, for its
-// heartbeats (a host whose hash differs from the others' is flagged): the
-// hex SHA-256 of the file's bytes, or "" when there is no file.
-func configHash(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("config hash: %w", err)
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:]), nil
-}
-
 // eachPath calls fn with every path-valued key of cfg (the data directory
 // aside) and a pointer to its value.
 func (cfg *Config) eachPath(fn func(key string, p *string)) {
