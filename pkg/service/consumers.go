@@ -138,12 +138,14 @@ func (rt *Runtime) position(ctx context.Context, c *consumer) error {
 	}); err != nil {
 		return err
 	}
-	if exists && ackFloor <= applied {
+	if exists && ackFloor <= applied && held {
 		return nil // it resumes where the database stands (or before: the inbox skips those)
 	}
 	if exists {
-		rt.Logger.Warn("the database is behind this host's consumer (restored or replaced): replaying from where it stands",
-			slog.String("consumer", c.Durable), slog.Uint64("applied", applied), slog.Uint64("consumer_at", ackFloor))
+		if held {
+			rt.Logger.Warn("the database is behind this host's consumer (restored or replaced): replaying from where it stands",
+				slog.String("consumer", c.Durable), slog.Uint64("applied", applied), slog.Uint64("consumer_at", ackFloor))
+		}
 		if err := retry(ctx, rt.Logger, "delete consumer "+c.Durable, func(ctx context.Context) error {
 			err := js.DeleteConsumer(ctx, c.Stream, c.Durable)
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {

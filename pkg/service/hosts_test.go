@@ -279,6 +279,38 @@ func TestAHostBehindTheStreamRebuildsFromAPeer(t *testing.T) {
 	}
 }
 
+func TestAHostThatWasAwayPastTheStreamsHeadRebuildsFromAPeer(t *testing.T) {
+	_, b := bustest.Embedded(t)
+	h1 := startReplica(t, b, "h1", t.TempDir())
+	data2 := t.TempDir()
+	h2 := startReplica(t, b, "h2", data2)
+	publishDowns(t, b, "a")
+	waitSame(t, b, h1, h2)
+	h2.stop()
+	// While h2 is away, events it never applied leave the stream.
+	publishDowns(t, b, "b", "c")
+	waitSame(t, b, h1)
+	s, err := b.JS.Stream(context.Background(), events.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(context.Background(), jetstream.WithPurgeSequence(lastSeq(t, b.JS))); err != nil {
+		t.Fatal(err)
+	}
+	h2 = startReplica(t, b, "h2", data2)
+	publishDowns(t, b, "d")
+	if d := waitSame(t, b, h1, h2); rows(d, "downs") != 4 {
+		t.Fatalf("digest %+v, want a, b, c and d in downs", d)
+	}
+	st, err := h2.rt.CurrentStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Rebuilt, "from h1's snapshot") {
+		t.Fatalf("status says %q, want the rebuild from h1", st.Rebuilt)
+	}
+}
+
 func TestWithNoPeerALostStretchIsSaid(t *testing.T) {
 	_, b := bustest.Embedded(t)
 	publishDowns(t, b, "a", "b", "c")
