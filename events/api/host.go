@@ -31,6 +31,15 @@ type HostInfo struct {
 	ConfigHash string `json:"config_hash,omitempty"`
 	// HeartbeatInterval is how often the host heartbeats.
 	HeartbeatInterval events.Millis `json:"heartbeat_interval_ms,omitempty"`
+	// Skew is, per host this one hears heartbeats from, how far that
+	// host's clock is behind this one's (heartbeat receipt time minus send
+	// time, the least over the last minutes: delay only adds), in
+	// milliseconds; SkewError says when one exceeds the lease margin.
+	Skew      map[string]int64 `json:"skew_ms,omitempty"`
+	SkewError string           `json:"skew_error,omitempty"`
+	// Instances are the leases of the instances that list this host: who
+	// holds each and in which epoch, as this host sees them.
+	Instances []InstanceLease `json:"instances,omitempty"`
 	// Node is the process's embedded NATS node; nil when the process uses
 	// an external NATS cluster (External).
 	Node *NodeInfo `json:"node,omitempty"`
@@ -59,4 +68,15 @@ type NodeInfo struct {
 	// reachable for JetStream to work.
 	MetaPeers int `json:"meta_peers"`
 	Reachable int `json:"reachable"`
+}
+
+// InstanceLease is an instance's lease as one host sees it.
+type InstanceLease struct {
+	Instance string `json:"instance"`
+	// Holder is the active host, empty when nobody holds the lease.
+	Holder string `json:"holder"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	// Declined counts the times this host declined to take the free lease
+	// because its store does not carry the highest epoch taken.
+	Declined int `json:"declined,omitempty"`
 }

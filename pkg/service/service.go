@@ -202,6 +202,10 @@ type Deps struct {
 	// Now is the clock of the service's store and work queue; nil means
 	// time.Now.
 	Now func() time.Time
+	// Instances says which instances' leases this host holds (DESIGN §1
+	// "Instances": the holder is the instance's active host); nil when no
+	// instance is declared.
+	Instances Instances
 	// LeaseAllowance, when set, replaces the election allowance a leader
 	// lease's TTL must outlast (tests with short leases).
 	LeaseAllowance time.Duration
@@ -209,6 +213,12 @@ type Deps struct {
 	// attempt for every kind (tests shorten it); nil leaves each kind's
 	// (WorkKind.WithBackoff, or store.NewQueueOptions's).
 	WorkBackoff func(attempt int) time.Duration
+}
+
+// Instances answers whether this host holds an instance's lease, and in
+// which epoch (instances.Leases).
+type Instances interface {
+	Holds(instance string) (epoch uint64, ok bool)
 }
 
 // OwnerHost is the owner of a job that only host may run.

@@ -84,8 +84,39 @@ type statusReport struct {
 	StreamsError string          `json:"streams_error,omitempty"`
 	Hosts        []statusHost    `json:"hosts"`
 	Services     []statusService `json:"services"`
+	// Instances are the instances' leases: who is active, in which epoch.
+	Instances []api.InstanceLease `json:"instances,omitempty"`
 	// Problems are what is wrong, one sentence each.
 	Problems []string `json:"problems,omitempty"`
+}
+
+// instanceLeases merges what the hosts say of the instances' leases (the
+// bucket is one; a host lists the instances it may hold), with every
+// host's declines summed.
+func instanceLeases(infos []*api.HostInfo) []api.InstanceLease {
+	byName := map[string]*api.InstanceLease{}
+	for _, info := range infos {
+		if info == nil {
+			continue
+		}
+		for _, il := range info.Instances {
+			cur, ok := byName[il.Instance]
+			if !ok {
+				c := il
+				byName[il.Instance] = &c
+				continue
+			}
+			cur.Declined += il.Declined
+			if il.Epoch > cur.Epoch {
+				cur.Holder, cur.Epoch = il.Holder, il.Epoch
+			}
+		}
+	}
+	out := []api.InstanceLease{}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		out = append(out, *byName[name])
+	}
+	return out
 }
 
 // statusStream is one stream and its replicas.
@@ -297,6 +328,7 @@ func gatherStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ti
 	}
 	mu.Unlock()
 	markConfigDiffers(rep.Hosts)
+	rep.Instances = instanceLeases(infos)
 
 	for i, info := range infos {
 		if info == nil {
@@ -585,6 +617,18 @@ func (r *statusReport) problems() []string {
 		case len(h.ConfigDiffers) > 0:
 			out = append(out, fmt.Sprintf("host %s: config differs from %s", h.Host, strings.Join(h.ConfigDiffers, ", ")))
 		}
+		if h.info != nil && h.info.SkewError != "" {
+			out = append(out, fmt.Sprintf("host %s: %s", h.Host, h.info.SkewError))
+		}
+	}
+	for _, il := range r.Instances {
+		if il.Holder == "" {
+			msg := fmt.Sprintf("instance %s has no active host (nobody holds its lease)", il.Instance)
+			if il.Declined > 0 {
+				msg += "; its hosts' stores do not carry the highest epoch taken: see the README on failover"
+			}
+			out = append(out, msg)
+		}
 	}
 	for _, n := range r.Nodes {
 		if n.Reachable < n.MetaPeers/2+1 {
@@ -717,6 +761,18 @@ func (r *statusReport) render(w io.Writer, withInfo bool) {
 				free = "? (" + i.DataFreeError + ")"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Host, i.Version, ageText(i.UptimeSeconds), services, i.DataDir, free)
+		}
+		fmt.Fprintln(tw)
+	}
+
+	if len(r.Instances) > 0 {
+		fmt.Fprintf(tw, "INSTANCE\tACTIVE\tEPOCH\n")
+		for _, il := range r.Instances {
+			epoch := "-"
+			if il.Epoch > 0 {
+				epoch = fmt.Sprint(il.Epoch)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", il.Instance, dash(il.Holder), epoch)
 		}
 		fmt.Fprintln(tw)
 	}

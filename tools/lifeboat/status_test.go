@@ -243,3 +243,38 @@ func TestStatusOneHost(t *testing.T) {
 		t.Fatalf("status --hosts does not show ghost gone:\n%s", out)
 	}
 }
+
+// TestStatusShowsTheInstancesActiveHost: `lifeboat up` holds the lease of
+// an instance whose preferred active it is, and status names it with the
+// epoch; the other host of the instance is not running, and nothing says
+// it should hold anything.
+func TestStatusShowsTheInstancesActiveHost(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "lifeboat.yaml")
+	if err := os.WriteFile(config, []byte(`instances:
+  wr:
+    hosts:
+      test-host: {address: 10.0.0.1}
+      cold: {address: 10.0.0.2}
+    active: test-host
+    standby: cold
+    store: {kind: sqlite, path: "{host}/wr.db"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, logs := startUp(t, "--config", config)
+	testtool.WaitFor(t, 30*time.Second, func() error {
+		var out, errOut bytes.Buffer
+		run([]string{"status", "--json", "--nats", url}, &out, &errOut)
+		var rep statusReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			return fmt.Errorf("%v: %s%s", err, out.String(), errOut.String())
+		}
+		if len(rep.Instances) != 1 || rep.Instances[0].Instance != "wr" || rep.Instances[0].Holder != "test-host" || rep.Instances[0].Epoch == 0 {
+			return fmt.Errorf("instances %+v, want wr held by test-host", rep.Instances)
+		}
+		return nil
+	})
+	if !strings.Contains(logs.String(), "this host is the instance's active host") {
+		t.Fatalf("the log does not say test-host became wr's active host:\n%s", logs)
+	}
+}

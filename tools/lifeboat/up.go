@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,8 @@ import (
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/instances"
+	"lifeboat.dev/pkg/lease"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/telemetry"
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
@@ -210,13 +214,28 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	defer b.Close()
 	readyBus.Store(b)
 
-	hostSvc, err := serveHostInfo(b, cfg, targets, started)
+	hv := &hostView{b: b, cfg: cfg, targets: targets, started: started, skew: &lease.Skew{}}
+	if len(cfg.Instances) > 0 {
+		hv.leases, err = instances.OpenLeases(ctx, b.JS, cfg.Instances, cfg.Host, cfg.Data, instances.LeaseOptions{Replicas: b.Replicas(), Logger: logger})
+		if err != nil {
+			return err
+		}
+	}
+	hbSub, err := hv.listenHeartbeats()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = hbSub.Unsubscribe() }()
+	hostSvc, err := serveHostInfo(hv)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = hostSvc.Stop() }()
 
 	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel}
+	if hv.leases != nil {
+		deps.Instances = hv.leases
+	}
 	var runtimes []*service.Runtime
 	for _, name := range targets {
 		spec, err := specs[name](cfg)
@@ -246,6 +265,20 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 			}
 		}()
 	}
+	if hv.leases != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hv.leases.Run(svcCtx); err != nil && !errors.Is(err, context.Canceled) {
+				stopServices(err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		hv.watchSkew(svcCtx, logger)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -289,22 +322,70 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	return runErr
 }
 
+// hostView is this process as its host-scoped info endpoint shows it.
+type hostView struct {
+	b       *bus.Bus
+	cfg     Config
+	targets []string
+	started time.Time
+	// skew is measured from every host's heartbeats.
+	skew *lease.Skew
+	// leases of the instances that list this host; nil without instances.
+	leases *instances.Leases
+}
+
+// skewMargin is the clock skew a lease's margin covers (lease's default).
+var skewMargin = lease.NewOptions("").Margin
+
+// listenHeartbeats measures the clock skew of every host that heartbeats.
+func (hv *hostView) listenHeartbeats() (*nats.Subscription, error) {
+	return hv.b.NC.Subscribe(events.SubjectHeartbeats, func(m *nats.Msg) {
+		var hb struct {
+			Host   string    `json:"host"`
+			SentAt time.Time `json:"sent_at"`
+		}
+		if json.Unmarshal(m.Data, &hb) != nil || hb.Host == "" || hb.Host == hv.cfg.Host || hb.SentAt.IsZero() {
+			return
+		}
+		hv.skew.Observe(hb.Host, hb.SentAt, time.Now())
+	})
+}
+
+// watchSkew says, every minute while it lasts, when a host's clock differs
+// from this one's by more than the lease margin.
+func (hv *hostView) watchSkew(ctx context.Context, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := hv.skew.Check(skewMargin); err != nil {
+				logger.Error("clock skew", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
 // serveHostInfo serves this process's own host-scoped endpoint,
 // lifeboat.api.host.<host>.info, as the micro service lifeboat-host.
-func serveHostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) (micro.Service, error) {
-	svc, err := micro.AddService(b.NC, micro.Config{
+func serveHostInfo(hv *hostView) (micro.Service, error) {
+	svc, err := micro.AddService(hv.b.NC, micro.Config{
 		Name:        "lifeboat-" + api.HostService,
 		Version:     service.MicroVersion(version),
 		Description: "Lifeboat host: this lifeboat process, its data directory and its NATS node",
-		Metadata:    map[string]string{"host": cfg.Host},
+		Metadata:    map[string]string{"host": hv.cfg.Host},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("host info: micro service: %w", err)
 	}
 	// No queue group: only this process answers for its host.
-	g := svc.AddGroup(events.HostAPISubject(api.HostService, cfg.Host, ""), micro.WithGroupQueueGroupDisabled())
+	g := svc.AddGroup(events.HostAPISubject(api.HostService, hv.cfg.Host, ""), micro.WithGroupQueueGroupDisabled())
 	err = g.AddEndpoint(api.HostInfoEndpoint, micro.HandlerFunc(func(req micro.Request) {
-		_ = req.RespondJSON(hostInfo(b, cfg, targets, started))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = req.RespondJSON(hv.info(ctx))
 	}))
 	if err != nil {
 		_ = svc.Stop()
@@ -313,21 +394,40 @@ func serveHostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) 
 	return svc, nil
 }
 
-// hostInfo is this process as its info endpoint answers it.
-func hostInfo(b *bus.Bus, cfg Config, targets []string, started time.Time) api.HostInfo {
+// info is this process as its info endpoint answers it.
+func (hv *hostView) info(ctx context.Context) api.HostInfo {
+	b, cfg := hv.b, hv.cfg
 	hi := api.HostInfo{
 		Host:              cfg.Host,
 		Version:           version,
-		StartedAt:         started.UTC(),
-		UptimeSeconds:     time.Since(started).Seconds(),
+		StartedAt:         hv.started.UTC(),
+		UptimeSeconds:     time.Since(hv.started).Seconds(),
 		Now:               time.Now().UTC(),
-		Services:          targets,
+		Services:          hv.targets,
 		DataDir:           cfg.Data,
 		ConfigHash:        cfg.hash,
 		HeartbeatInterval: events.MillisOf(cfg.HeartbeatInterval),
 	}
 	if abs, err := filepath.Abs(cfg.Data); err == nil {
 		hi.DataDir = abs
+	}
+	if skews := hv.skew.Hosts(); len(skews) > 0 {
+		hi.Skew = map[string]int64{}
+		for h, d := range skews {
+			hi.Skew[h] = d.Milliseconds()
+		}
+		if err := hv.skew.Check(skewMargin); err != nil {
+			hi.SkewError = err.Error()
+		}
+	}
+	if hv.leases != nil {
+		for _, name := range cfg.Instances.OnHost(cfg.Host) {
+			il := api.InstanceLease{Instance: name, Declined: hv.leases.Declined(name)}
+			if rec, err := hv.leases.Holder(ctx, name); err == nil {
+				il.Holder, il.Epoch = rec.Holder, rec.Epoch
+			}
+			hi.Instances = append(hi.Instances, il)
+		}
 	}
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(cfg.Data, &fs); err != nil {
