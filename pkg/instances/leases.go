@@ -59,6 +59,8 @@ type Leases struct {
 type LeaseOptions struct {
 	// TTL of a lease (default 20 s).
 	TTL time.Duration
+	// Margin, when set, replaces lease's default clock-skew margin.
+	Margin time.Duration
 	// ElectionAllowance, when set, replaces lease's default (tests).
 	ElectionAllowance time.Duration
 	Replicas          int
@@ -77,6 +79,9 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, cfg Config, host, d
 	}
 	if o.ElectionAllowance > 0 {
 		lo.ElectionAllowance = o.ElectionAllowance
+	}
+	if o.Margin > 0 {
+		lo.Margin = o.Margin
 	}
 	lo.Replicas, lo.Logger = max(o.Replicas, 1), o.Logger
 	if err := lo.Validate(); err != nil {

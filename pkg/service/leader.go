@@ -117,8 +117,15 @@ func fenced(ctx context.Context, tx *store.Tx, m Delivery) (bool, error) {
 func (rt *Runtime) lead(ctx context.Context, commands *consumer) error {
 	spec := rt.Spec.Leader
 	opts := lease.NewOptions("lifeboat-leader-" + rt.Spec.Name)
-	if spec.TTL > 0 {
+	switch {
+	case spec.TTL > 0:
 		opts.TTL = spec.TTL
+	case rt.Deps.LeaderTTL > 0:
+		opts.TTL = rt.Deps.LeaderTTL
+	}
+	opts.Renew = opts.TTL / 10
+	if rt.Deps.LeaseMargin > 0 {
+		opts.Margin = rt.Deps.LeaseMargin
 	}
 	opts.Replicas = rt.Deps.Bus.Replicas()
 	opts.Logger = rt.Logger

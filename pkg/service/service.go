@@ -206,6 +206,10 @@ type Deps struct {
 	// "Instances": the holder is the instance's active host); nil when no
 	// instance is declared.
 	Instances Instances
+	// LeaderTTL and LeaseMargin, when set, replace the lease defaults of
+	// a service leader whose Spec.Leader names no TTL (lifeboat.yaml's
+	// leases.leader_ttl and leases.margin).
+	LeaderTTL, LeaseMargin time.Duration
 	// LeaseAllowance, when set, replaces the election allowance a leader
 	// lease's TTL must outlast (tests with short leases).
 	LeaseAllowance time.Duration

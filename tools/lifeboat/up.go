@@ -216,7 +216,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 
 	hv := &hostView{b: b, cfg: cfg, targets: targets, started: started, skew: &lease.Skew{}}
 	if len(cfg.Instances) > 0 {
-		hv.leases, err = instances.OpenLeases(ctx, b.JS, cfg.Instances, cfg.Host, cfg.Data, instances.LeaseOptions{Replicas: b.Replicas(), Logger: logger})
+		hv.leases, err = instances.OpenLeases(ctx, b.JS, cfg.Instances, cfg.Host, cfg.Data, instances.LeaseOptions{TTL: cfg.Leases.TTL, Margin: cfg.Leases.Margin, Replicas: b.Replicas(), Logger: logger})
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,8 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	}
 	defer func() { _ = hostSvc.Stop() }()
 
-	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel}
+	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel,
+		LeaderTTL: cfg.Leases.LeaderTTL, LeaseMargin: cfg.Leases.Margin}
 	if hv.leases != nil {
 		deps.Instances = hv.leases
 	}
@@ -334,9 +335,6 @@ type hostView struct {
 	leases *instances.Leases
 }
 
-// skewMargin is the clock skew a lease's margin covers (lease's default).
-var skewMargin = lease.NewOptions("").Margin
-
 // listenHeartbeats measures the clock skew of every host that heartbeats.
 func (hv *hostView) listenHeartbeats() (*nats.Subscription, error) {
 	return hv.b.NC.Subscribe(events.SubjectHeartbeats, func(m *nats.Msg) {
@@ -361,7 +359,7 @@ func (hv *hostView) watchSkew(ctx context.Context, logger *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := hv.skew.Check(skewMargin); err != nil {
+			if err := hv.skew.Check(hv.cfg.Leases.Margin); err != nil {
 				logger.Error("clock skew", slog.String("error", err.Error()))
 			}
 		}
@@ -416,7 +414,7 @@ func (hv *hostView) info(ctx context.Context) api.HostInfo {
 		for h, d := range skews {
 			hi.Skew[h] = d.Milliseconds()
 		}
-		if err := hv.skew.Check(skewMargin); err != nil {
+		if err := hv.skew.Check(cfg.Leases.Margin); err != nil {
 			hi.SkewError = err.Error()
 		}
 	}

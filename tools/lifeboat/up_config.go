@@ -21,6 +21,7 @@ import (
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
 	"lifeboat.dev/pkg/instances"
+	"lifeboat.dev/pkg/lease"
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
 	dnsupdater "lifeboat.dev/services/dns-updater"
 )
@@ -49,6 +50,8 @@ type Config struct {
 	// changes are the instances' (instances.<name>.dns; see
 	// services/dns-updater/README.md).
 	DNS dnsupdater.Config `yaml:"dns"`
+	// Leases shape the instances' leases and the services' leaders'.
+	Leases LeasesConfig `yaml:"leases"`
 	// Backup configures backup-scheduler: the backup plans and the built-in
 	// plan lifeboat-self (see deploy/examples/lifeboat.yaml).
 	Backup backupscheduler.Config `yaml:"backup"`
@@ -59,6 +62,27 @@ type Config struct {
 	// hash is the hex SHA-256 of the file's bytes, "" with no file: the
 	// heartbeats' and the host info's config_hash.
 	hash string
+}
+
+// LeasesConfig is leases: how long a lease lives unrenewed (DESIGN §1
+// "Instances"). A TTL must outlast an election of the bucket's stream
+// leader (renewals stall 4.5–7.5 s here when its node dies) plus the
+// margin for clock skew.
+type LeasesConfig struct {
+	// TTL of an instance's lease (default 20 s).
+	TTL time.Duration `yaml:"ttl"`
+	// LeaderTTL of a service leader's lease (default 20 s).
+	LeaderTTL time.Duration `yaml:"leader_ttl"`
+	// Margin covers the clock skew between hosts (default 1 s); a skew
+	// above it is an error (lifeboat status).
+	Margin time.Duration `yaml:"margin"`
+}
+
+// options are the lease options for a bucket with ttl.
+func (lc LeasesConfig) options(bucket string, ttl time.Duration) lease.Options {
+	o := lease.NewOptions(bucket)
+	o.TTL, o.Renew, o.Margin = ttl, ttl/10, lc.Margin
+	return o
 }
 
 // LogConfig shapes the process log.
@@ -106,6 +130,7 @@ func defaultConfig() Config {
 		Log:               LogConfig{Level: "info", Format: "text"},
 		NATS:              NATSConfig{Listen: "127.0.0.1:4222", DedupeWindow: 2 * time.Minute},
 		HeartbeatInterval: 5 * time.Second,
+		Leases:            LeasesConfig{TTL: 20 * time.Second, LeaderTTL: 20 * time.Second, Margin: time.Second},
 		DNS:               dnsupdater.NewConfig(),
 	}
 }
@@ -250,6 +275,17 @@ func (cfg *Config) validate(f *config.File) error {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		return f.Errorf("heartbeat_interval", "must be positive (e.g. 5s)")
+	}
+	for _, l := range []struct {
+		key, what string
+		ttl       time.Duration
+	}{{"leases.ttl", instances.LeaseBucket, cfg.Leases.TTL}, {"leases.leader_ttl", "lifeboat-leader-<service>", cfg.Leases.LeaderTTL}} {
+		if err := cfg.Leases.options(l.what, l.ttl).Validate(); err != nil {
+			return f.Errorf(l.key, "%v", err)
+		}
+	}
+	if cfg.Leases.Margin <= 0 {
+		return f.Errorf("leases.margin", "must be positive (e.g. 1s): it covers the clock skew between hosts")
 	}
 	if err := cfg.Instances.Validate(f); err != nil {
 		return err

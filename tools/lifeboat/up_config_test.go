@@ -38,6 +38,11 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 			`lifeboat.yaml:5: instances.wr.active: "warm" is not one of the instance's hosts (cold, hot)`},
 		{"standby is active", "host: h1\n" + inst + "    active: hot\n    standby: hot\n    store: {kind: sqlite, path: /db}\n",
 			`lifeboat.yaml:6: instances.wr.standby: "hot" is also the active host`},
+		{"lease too short", "host: h1\nleases:\n  ttl: 5s\n",
+			"lifeboat.yaml:3: leases.ttl: lease lifeboat-instances: TTL 5s is too short: it must outlast a stream leader election (7.5s) + the stop hook (0s) + the clock-skew margin (1s) = 8.5s"},
+		{"leader lease too short", "host: h1\nleases:\n  leader_ttl: 9s\n  margin: 2s\n",
+			"lifeboat.yaml:3: leases.leader_ttl: lease lifeboat-leader-<service>: TTL 9s is too short"},
+		{"no margin", "host: h1\nleases:\n  margin: 0s\n", "lifeboat.yaml:3: leases.margin: must be positive"},
 		{"dns.instances moved", "host: h1\ndns:\n  zone: example.com.\n  instances:\n    wr-manager: {name: wr.example.com., type: A, ttl: 60}\n",
 			"lifeboat.yaml:4: dns.instances: dns.instances moved to instances.<name>.dns: declare each instance once in the top-level instances section (its hosts, active, standby and store) and give its DNS name there, e.g. instances.wr-manager.dns: {name: wr.example.com., type: A, ttl: 60}"},
 	} {
