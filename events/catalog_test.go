@@ -20,6 +20,7 @@ var want = []struct {
 	{"BackupTaken", "event", "lifeboat.event.backup.taken", "io.lifeboat.backup.taken.v1", ""},
 	{"BackupFailed", "event", "lifeboat.event.backup.failed", "io.lifeboat.backup.failed.v1", ""},
 	{"BackupPruned", "event", "lifeboat.event.backup.pruned", "io.lifeboat.backup.pruned.v1", ""},
+	{"PlanChanged", "event", "lifeboat.event.plan.changed", "io.lifeboat.plan.changed.v1", ""},
 	{"SyncCompleted", "event", "lifeboat.event.sync.completed", "io.lifeboat.sync.completed.v1", ""},
 	{"SyncFailed", "event", "lifeboat.event.sync.failed", "io.lifeboat.sync.failed.v1", ""},
 	{"SyncStalled", "event", "lifeboat.event.sync.stalled", "io.lifeboat.sync.stalled.v1", ""},

@@ -22,6 +22,12 @@ func samples() map[string]any {
 			Error: "integrity_check: database disk image is malformed", Step: "integrity_check", FailedAt: at, RequestID: "01HX"},
 		"BackupPruned": BackupPruned{Plan: "wr", Instance: "wr-manager", Host: "hot-1",
 			Pruned: []PrunedBackup{{Backup: "backup-2015-12-16_12-19-17-0500", Reason: "older than 7d"}}, Kept: 30, PrunedAt: at},
+		"PlanChanged": PlanChanged{Plan: "wr", Action: PlanActionSet, ChangedAt: at, Set: &PlanFields{
+			Instance: ptr("wr-manager"), Description: ptr(""), Schedule: ptr("1h,1d/7d"), Directory: ptr("/var/lib/wr/backups"),
+			Store: &PlanStore{Kind: "command", Path: "/var/lib/wr", Include: []string{"data/"}, Exclude: []string{"*.tmp"},
+				Dump: []string{"wr", "dump"}, Load: []string{"wr", "load"}, Timeout: 3600000},
+			Hooks:   &PlanHooks{Pre: &PlanHook{Command: []string{"fsfreeze", "--freeze", "/data"}, Timeout: 30000}, Post: &PlanHook{Command: []string{"fsfreeze", "--unfreeze", "/data"}}},
+			Targets: &[]string{"cold-disk"}, MinKeep: ptr(2), Disabled: ptr(false)}},
 		"SyncCompleted": SyncCompleted{Target: "cold-disk", Plan: "wr", Instance: "wr-manager", Backup: "backup-2015-12-23_12-19-17-0500", Host: "cold-1",
 			BytesSent: 100, BytesTotal: 4096, ChunksSent: 1, ChunksTotal: 3, Lag: 900, Duration: 800, CompletedAt: at},
 		"SyncFailed": SyncFailed{Target: "s3-offsite", Plan: "wr", Backup: "backup-2015-12-23_12-19-17-0500", Error: "s3: connection refused",
@@ -62,3 +68,5 @@ func samples() map[string]any {
 		"DNSSet":                 DNSSet{Name: "wr.example.com.", Address: "10.0.0.2", TTL: 60},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

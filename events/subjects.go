@@ -68,6 +68,7 @@ var registry = []struct {
 	{BackupTaken{}, Event, "backup", "taken"},
 	{BackupFailed{}, Event, "backup", "failed"},
 	{BackupPruned{}, Event, "backup", "pruned"},
+	{PlanChanged{}, Event, "plan", "changed"},
 
 	{SyncCompleted{}, Event, "sync", "completed"},
 	{SyncFailed{}, Event, "sync", "failed"},

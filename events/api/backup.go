@@ -11,11 +11,15 @@ const (
 	PlanList = "plan-list"
 	// PlanShow takes PlanRequest and answers PlanDetail.
 	PlanShow = "plan-show"
-	// PlanSet takes PlanSetRequest and answers PlanView.
+	// PlanSet takes PlanSetRequest and answers PlanView. The change
+	// becomes a PlanChanged event that every host applies; the answer is
+	// the plan once the answering host has applied it.
 	PlanSet = "plan-set"
-	// PlanDisable takes PlanRequest and answers PlanView.
+	// PlanDisable takes PlanRequest and answers PlanView (a PlanChanged,
+	// as PlanSet).
 	PlanDisable = "plan-disable"
-	// PlanEnable takes PlanRequest and answers PlanView.
+	// PlanEnable takes PlanRequest and answers PlanView (a PlanChanged, as
+	// PlanSet).
 	PlanEnable = "plan-enable"
 	// BackupList takes BackupListRequest and answers []BackupView.
 	BackupList = "backup-list"
@@ -199,7 +203,9 @@ type PlanRequest struct {
 }
 
 // PlanSetRequest creates a plan or changes the fields it sets. A new plan
-// needs at least a schedule, a directory and a store.
+// needs at least a schedule, a directory and a store. A store's Env is
+// refused: the change travels to every host as an event, and secrets are
+// declared in the config file instead.
 type PlanSetRequest struct {
 	Name        string    `json:"name"`
 	Instance    *string   `json:"instance,omitempty"`

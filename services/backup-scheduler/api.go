@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/services/backup-scheduler/internal/db"
@@ -33,12 +34,10 @@ func (s *Service) endpoints() []service.Endpoint {
 		{Name: api.PlanShow, Handler: s.async(withReq(s.planShow))},
 		{Name: api.PlanSet, Handler: s.async(withReq(s.planSet))},
 		{Name: api.PlanDisable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
-			t := true
-			return s.planSet(ctx, api.PlanSetRequest{Name: r.Name, Disabled: &t})
+			return s.changePlan(ctx, events.PlanActionDisable, api.PlanSetRequest{Name: r.Name})
 		}))},
 		{Name: api.PlanEnable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
-			f := false
-			return s.planSet(ctx, api.PlanSetRequest{Name: r.Name, Disabled: &f})
+			return s.changePlan(ctx, events.PlanActionEnable, api.PlanSetRequest{Name: r.Name})
 		}))},
 		{Name: api.BackupList, Handler: s.async(withReq(s.backupList))},
 		{Name: api.BackupVerify, Handler: s.async(withReq(s.verify))},

@@ -379,7 +379,7 @@ func TestUnreadableStoredPlanKeepsItsCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = b.db.Update(t.Context(), func(tx *store.Tx) error {
-		_, err := b.s.putPlan(t.Context(), db.New(tx), app, originConfig, app.hash(), &row, b.clock.Now())
+		_, err := b.s.putPlan(t.Context(), tx, app, originConfig, app.hash(), &row, b.clock.Now())
 		return err
 	})
 	if err == nil || !strings.Contains(err.Error(), "stored definition unreadable") {
@@ -442,10 +442,10 @@ func TestUnreadableStoredPlanKeepsItsCatalog(t *testing.T) {
 		t.Errorf("plan list shows the unreadable plan as %+v", other)
 	}
 	sched, dirOther := "1h,1d/7d", filepath.Join(dir, "other")
-	if _, err := b.s.planSet(t.Context(), api.PlanSetRequest{Name: "other", Schedule: &sched}); err == nil || !strings.Contains(err.Error(), "give the whole plan") {
+	if _, err := b.planChange(t, events.PlanActionSet, api.PlanSetRequest{Name: "other", Schedule: &sched}); err == nil || !strings.Contains(err.Error(), "give the whole plan") {
 		t.Errorf("plan set of a schedule alone over an unreadable plan: %v", err)
 	}
-	if _, err := b.s.planSet(t.Context(), api.PlanSetRequest{Name: "other", Schedule: &sched, Directory: &dirOther,
+	if _, err := b.planChange(t, events.PlanActionSet, api.PlanSetRequest{Name: "other", Schedule: &sched, Directory: &dirOther,
 		Store: &api.Store{Kind: StoreSQLite, Path: filepath.Join(dir, "app.db")}}); err != nil {
 		t.Fatalf("plan set of the whole plan over an unreadable one: %v", err)
 	}

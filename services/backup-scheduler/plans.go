@@ -65,14 +65,14 @@ func (s *Service) applyConfig(ctx context.Context, decls []Plan) error {
 					// makes the catalog what the directory holds.
 					s.log.ErrorContext(ctx, "plan: the stored definition is unreadable; replacing it with the config file's declaration and keeping its catalog",
 						slog.String("plan", p.Name), slog.String("error", err.Error()))
-					if err := s.storePlan(ctx, q, p, origin, h, old.NextDueAt, now); err != nil {
+					if err := s.storePlan(ctx, tx, p, origin, h, old.NextDueAt, now); err != nil {
 						return err
 					}
 					continue
 				}
 				s.log.InfoContext(ctx, "plan: the config file changed its declaration; applying it", slog.String("plan", p.Name))
 			}
-			if _, err := s.putPlan(ctx, q, p, origin, h, prev, now); err != nil {
+			if _, err := s.putPlan(ctx, tx, p, origin, h, prev, now); err != nil {
 				return err
 			}
 		}
@@ -114,17 +114,20 @@ func (s *Service) checkDirectories(ctx context.Context, q *db.Queries) error {
 	return nil
 }
 
-// putPlan stores p's definition. When its schedule's first interval, its
-// directory or its disabled flag changed, the next backup is due one new
-// interval after the last attempt (at once if that is past): a changed
-// schedule takes effect at once. dirChanged says the plan is new or has a
-// new directory, whose catalog the caller has rebuilt once committed.
+// putPlan stores p's definition, changed at now (the event's time when a
+// PlanChanged is applied: never the clock there). When its schedule's
+// first interval, its directory or its disabled flag changed, the next
+// backup is due one new interval after the last attempt (at once if that
+// is past): a changed schedule takes effect at once. dirChanged says the
+// plan is new or has a new directory, whose catalog the caller has rebuilt
+// once committed.
 //
 // prev is the stored row of an existing plan. Its definition must be
 // readable: an unreadable one is an error, and nothing is changed — above
 // all its catalog is not deleted, since whether the directory changed is
 // unknown (applyConfig handles that case with storePlan).
-func (s *Service) putPlan(ctx context.Context, q *db.Queries, p Plan, origin, hash string, prev *db.Plan, now time.Time) (dirChanged bool, err error) {
+func (s *Service) putPlan(ctx context.Context, tx *store.Tx, p Plan, origin, hash string, prev *db.Plan, now time.Time) (dirChanged bool, err error) {
+	q := db.New(tx)
 	due := sql.NullInt64{}
 	dirChanged = prev == nil
 	if prev != nil {
@@ -151,23 +154,25 @@ func (s *Service) putPlan(ctx context.Context, q *db.Queries, p Plan, origin, ha
 			}
 		}
 	}
-	return dirChanged, s.storePlan(ctx, q, p, origin, hash, due, now)
+	return dirChanged, s.storePlan(ctx, tx, p, origin, hash, due, now)
 }
 
-// storePlan writes p's definition with its next due time.
-func (s *Service) storePlan(ctx context.Context, q *db.Queries, p Plan, origin, hash string, due sql.NullInt64, now time.Time) error {
+// storePlan writes p's definition with its next due time, changed at now.
+func (s *Service) storePlan(ctx context.Context, tx *store.Tx, p Plan, origin, hash string, due sql.NullInt64, now time.Time) error {
 	def, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", p.Name, err)
 	}
-	if err := q.PlanPut(ctx, db.PlanPutParams{
+	if err := db.New(tx).PlanPut(ctx, db.PlanPutParams{
 		Name: p.Name, Definition: string(def), Origin: origin, ConfigHash: hash, NextDueAt: due, UpdatedAt: now.UnixMilli(),
 	}); err != nil {
 		return fmt.Errorf("plan %s: %w", p.Name, err)
 	}
-	s.mu.Lock()
-	delete(s.unreadable, p.Name)
-	s.mu.Unlock()
+	tx.AfterCommit(func() {
+		s.mu.Lock()
+		delete(s.unreadable, p.Name)
+		s.mu.Unlock()
+	})
 	return nil
 }
 

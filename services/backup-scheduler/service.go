@@ -4,9 +4,10 @@
 // of the backups in each plan's directory, and answers backup-scheduler.take.
 //
 // Plans are declared in the config file (Config) and changed at run time
-// through the API (plan-set, plan-disable, plan-enable); both live in the
-// service database, so run-time changes survive restarts until the config
-// file's declaration of the plan changes (plans.go).
+// through the API (plan-set, plan-disable, plan-enable), which emits each
+// change as PlanChanged for every host's handler to apply (planset.go);
+// both live in the service database, so run-time changes survive restarts
+// until the config file's declaration of the plan changes (plans.go).
 //
 // Long work (a backup, a pruning pass, a catalog rebuild) never runs inside
 // a consumed message's transaction: it is a job of the runtime's durable
@@ -63,6 +64,7 @@ func newSpec(cfg Config) (service.Spec, *Service, error) {
 		Init:        s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleTake),
+			service.On(s.handlePlanChanged),
 		},
 		Work:      []service.WorkKind{service.Work(jobKind, s.runJob)},
 		Endpoints: s.endpoints(),
@@ -86,11 +88,12 @@ type Service struct {
 	wake chan struct{} // wakes the scheduler
 
 	mu         sync.Mutex
-	doing      map[string]string    // plan -> what its running job is doing
-	rebuild    map[string]bool      // plans whose catalog is rebuilt before their next job
-	pruned     map[string]time.Time // plan -> last retention pass
-	holds      map[string]*hold     // hold job id -> the API call waiting for it (withPlan)
-	unreadable map[string]bool      // plans whose stored definition was reported unreadable
+	doing      map[string]string     // plan -> what its running job is doing
+	rebuild    map[string]bool       // plans whose catalog is rebuilt before their next job
+	pruned     map[string]time.Time  // plan -> last retention pass
+	holds      map[string]*hold      // hold job id -> the API call waiting for it (withPlan)
+	unreadable map[string]bool       // plans whose stored definition was reported unreadable
+	applying   map[string]chan error // PlanChanged id -> the API call waiting for this host to apply it
 }
 
 func newService(cfg Config) *Service {
@@ -104,6 +107,7 @@ func newService(cfg Config) *Service {
 		pruned:     map[string]time.Time{},
 		holds:      map[string]*hold{},
 		unreadable: map[string]bool{},
+		applying:   map[string]chan error{},
 	}
 }
 

@@ -20,8 +20,8 @@ func newPlanCmd() *cobra.Command {
 		Short: "List, show and change backup plans at run time",
 		Long: `Backup plans are declared in the config file (backup.plans) and can be
 changed at run time; a change survives restarts until the config file's
-declaration of the plan changes. A changed schedule takes effect at once
-and never wipes backups.`,
+declaration of the plan changes. A run-time change is an event every host
+applies. A changed schedule takes effect at once and never wipes backups.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef(c, "unknown command %q for %s; want list, show, set, disable or enable", args[0], c.CommandPath())
@@ -224,8 +224,12 @@ func newPlanSetCmd() *cobra.Command {
 		Long: `Change the plan's fields given as flags, or create the plan (it then needs
 --schedule, --dir and a store). The change is validated like the config
 file, takes effect at once, and survives restarts until the config file's
-declaration of the plan changes. Changing --store-* replaces the whole
-store; changing --dir leaves the old directory's backups on disk.`,
+declaration of the plan changes. It is a PlanChanged event that every host
+applies: the answer shows the plan once the answering host has applied it,
+and the other hosts apply it as they read the event. Changing --store-*
+replaces the whole store; changing --dir leaves the old directory's backups
+on disk. A dump command's environment (secrets) is not set here: declare it
+in the config file.`,
 		Example: `  lifeboat plan set wr --schedule '1h,1d/7d'
   lifeboat plan set wr --dir /mnt/other-disk/wr-backups
   lifeboat plan set cycle --schedule '5m,15m,1h,2h,4h,8h,1d/7d' --dir /backups/cycle \
