@@ -395,6 +395,12 @@ func (a *applyAnalysis) impurities(h applyHandler) []impurity {
 				continue // a dynamic call inside a library: see isOwnCode
 			}
 			c := e.Callee.Func
+			if e.Site.Common().StaticCallee() == nil && isErrorMethod(c) {
+				// err.Error() through the error interface: VTA resolves a
+				// wrapped error field to every error type of the process
+				// (TLS, exec), but making an error's message has no effect.
+				continue
+			}
 			name, why, leaf := classify(c)
 			if why != "" {
 				site := a.position(e.Site.Pos())
@@ -434,6 +440,13 @@ func (a *applyAnalysis) impurities(h applyHandler) []impurity {
 		}
 	}
 	return out
+}
+
+// isErrorMethod says whether fn is an Error() string method.
+func isErrorMethod(fn *ssa.Function) bool {
+	sig := fn.Signature
+	return fn.Name() == "Error" && sig.Recv() != nil && sig.Params().Len() == 0 && sig.Results().Len() == 1 &&
+		types.Identical(sig.Results().At(0).Type(), types.Typ[types.String])
 }
 
 // isOwnCode says whether fn is lifeboat's (or the fixture's), where every
