@@ -225,6 +225,21 @@ type Instances interface {
 	Holds(instance string) (epoch uint64, ok bool)
 }
 
+// OwnerInstance is the owner of a job that only the host holding
+// instance's lease (its active host) may run, such as the instance's
+// backups.
+func OwnerInstance(instance string) string { return "instance:" + instance }
+
+// InstanceEpoch is this host's epoch of instance's lease while it holds
+// it (it is then the instance's active host); false otherwise, and always
+// when no instance is declared.
+func (rt *Runtime) InstanceEpoch(instance string) (uint64, bool) {
+	if rt.Deps.Instances == nil {
+		return 0, false
+	}
+	return rt.Deps.Instances.Holds(instance)
+}
+
 // OwnerHost is the owner of a job that only host may run.
 func OwnerHost(host string) string { return "host:" + host }
 
@@ -464,6 +479,10 @@ func (rt *Runtime) start() error {
 			if owner == leader {
 				_, ok := rt.Leading()
 				return ok
+			}
+			if inst, ok := strings.CutPrefix(owner, "instance:"); ok {
+				_, holds := rt.InstanceEpoch(inst)
+				return holds
 			}
 			return owns(owner)
 		}
