@@ -2,15 +2,14 @@ package lease_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/lease"
@@ -18,30 +17,42 @@ import (
 )
 
 // short is a lease short enough for tests: it outlasts no real election,
-// so its allowance is made small on purpose.
-func short(bucket string) lease.Options {
+// so its election allowance is lowered on purpose.
+func short(t *testing.T, bucket string) lease.Options {
 	o := lease.NewOptions(bucket)
 	o.TTL, o.Renew, o.Margin, o.ElectionAllowance = 2*time.Second, 200*time.Millisecond, 200*time.Millisecond, 500*time.Millisecond
+	o.Logger = testLogger(t)
 	return o
 }
 
+// testLogger writes to the test's output, shown with -v or on failure.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
-		mod  func(o *lease.Options)
+		opts lease.Options
 		want string // "" for valid
 	}{
-		{"defaults", func(o *lease.Options) {}, ""},
-		{"too short for an election", func(o *lease.Options) { o.TTL = 5 * time.Second },
-			"TTL 5s is too short: it must outlast a stream leader election (7.5s) + the stop hook (0s) + the clock-skew margin (1s) = 8.5s"},
-		{"too short with a stop hook", func(o *lease.Options) { o.StopTimeout = 15 * time.Second }, "= 23.5s"},
-		{"renewing too seldom", func(o *lease.Options) { o.Renew = 15 * time.Second }, "leaves no time to renew"},
-		{"no bucket", func(o *lease.Options) { o.Bucket = "" }, "no bucket name"},
+		{"defaults", lease.NewOptions("b"), ""},
+		{"zero fields take the defaults", lease.Options{Bucket: "b", Margin: time.Second}, ""},
+		{"a stop hook that fits", func() lease.Options { o := lease.NewOptions("b"); o.StopTimeout = 5 * time.Second; return o }(), ""},
+		{"too short for an election", func() lease.Options { o := lease.NewOptions("b"); o.TTL = 5 * time.Second; return o }(),
+			"lease b: TTL 5s is too short: it must outlast a stream leader election (7.5s) + the stop hook (0s) + the clock-skew margin (1s) = 8.5s"},
+		{"too short with a stop hook", func() lease.Options { o := lease.NewOptions("b"); o.StopTimeout = 15 * time.Second; return o }(),
+			"TTL 20s is too short: it must outlast a stream leader election (7.5s) + the stop hook (15s) + the clock-skew margin (1s) = 23.5s"},
+		{"renewing too seldom", func() lease.Options { o := lease.NewOptions("b"); o.Renew = 15 * time.Second; return o }(),
+			"renewing every 15s leaves no time for a stream leader election before the step-down: it must be under TTL 20s - 8.5s = 11.5s"},
+		{"the default renewal too seldom for a TTL just long enough", lease.Options{Bucket: "b", TTL: 9 * time.Second, Margin: time.Second},
+			"renewing every 900ms leaves no time"},
+		{"a negative margin", func() lease.Options { o := lease.NewOptions("b"); o.Margin = -time.Second; return o }(), "negative margin"},
+		{"no bucket", lease.NewOptions(""), "no bucket name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o := lease.NewOptions("b")
-			c.mod(&o)
-			err := o.Validate()
+			err := c.opts.Validate()
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -52,10 +63,34 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestStepDownAt(t *testing.T) {
+	t.Parallel()
+	sent := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		mod  func(o *lease.Options)
+		want time.Duration // after sent
+	}{
+		{"defaults: TTL - margin", func(o *lease.Options) {}, 19 * time.Second},
+		{"with a stop hook", func(o *lease.Options) { o.StopTimeout = 5 * time.Second }, 14 * time.Second},
+		{"zero TTL is the default", func(o *lease.Options) { o.TTL = 0; o.Margin = 0 }, 20 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := lease.NewOptions("b")
+			c.mod(&o)
+			l := &lease.Lease{Sent: sent}
+			if got := l.StepDownAt(o).Sub(sent); got != c.want {
+				t.Fatalf("step-down %s after the send, want %s", got, c.want)
+			}
+		})
+	}
+}
+
 func TestAcquireRenewExpireAndEpochs(t *testing.T) {
+	t.Parallel()
 	_, b := bustest.Embedded(t)
 	ctx := context.Background()
-	bk, err := lease.Open(ctx, b.JS, short("t-lease"))
+	bk, err := lease.Open(ctx, b.JS, short(t, "t-lease"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,25 +98,64 @@ func TestAcquireRenewExpireAndEpochs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Epoch != 1 {
-		t.Fatalf("first epoch %d, want 1 (generation 0, revision 1)", l.Epoch)
+	if l.Epoch != 1 || l.Revision != 2 {
+		t.Fatalf("first tenure: epoch %d at revision %d, want epoch 1 (generation 0, Create's revision 1) rewritten at revision 2", l.Epoch, l.Revision)
 	}
-	if _, err := bk.Acquire(ctx, "k", "h2"); !errors.Is(err, lease.ErrHeld) || !strings.Contains(err.Error(), "h1 holds") {
+	// The value is the JSON record, with the epoch written in.
+	kv, err := b.JS.KeyValue(ctx, "t-lease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(e.Value(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if keys := slices.Sorted(maps.Keys(raw)); !slices.Equal(keys, []string{"acquired_at", "epoch", "holder", "renewed_at"}) || raw["holder"] != "h1" || raw["epoch"] != 1.0 {
+		t.Fatalf("value %s", e.Value())
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.TTL() != 2*time.Second || st.History() != 1 {
+		t.Fatalf("bucket TTL %v, history %d (%v); want 2s, 1", st.TTL(), st.History(), err)
+	}
+
+	if _, err := bk.Acquire(ctx, "k", "h2"); !errors.Is(err, lease.ErrHeld) || !strings.Contains(err.Error(), "h1 holds t-lease/k (epoch 1)") {
 		t.Fatalf("second acquire: %v, want ErrHeld naming h1", err)
 	}
+	sent := l.Sent
+	if err := bk.Renew(ctx, l); err != nil || !l.Sent.After(sent) {
+		t.Fatalf("renew: %v, sent %v after %v", err, l.Sent, sent)
+	}
+	rec, rev, err := bk.Get(ctx, "k")
+	if err != nil || rec.Holder != "h1" || rec.Epoch != 1 || rev != l.Revision || !rec.RenewedAt.Equal(l.Sent) {
+		t.Fatalf("Get = %+v at %d, %v; want h1 at epoch 1, revision %d, renewed at %v", rec, rev, err, l.Revision, l.Sent)
+	}
+
+	// A renewal of ours that landed although its reply was lost: a copy
+	// still on the old revision finds it and carries on from it.
+	lagging := *l
 	if err := bk.Renew(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	rec, _, err := bk.Get(ctx, "k")
-	if err != nil || rec.Holder != "h1" || rec.Epoch != 1 {
-		t.Fatalf("Get = %+v, %v; want h1 at epoch 1", rec, err)
+	if err := bk.Renew(ctx, &lagging); err != nil || lagging.Revision <= l.Revision || lagging.Epoch != 1 {
+		t.Fatalf("renewal on our own older revision: %v (revision %d, epoch %d), want it taken on from revision %d", err, lagging.Revision, lagging.Epoch, l.Revision)
 	}
-	stale := *l
-	stale.Revision--
-	if err := bk.Renew(ctx, &stale); !errors.Is(err, lease.ErrLost) {
+	// A stale revision under someone else's write is lost.
+	if _, err := kv.Put(ctx, "k", []byte(`{"holder":"intruder","epoch":99}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bk.Renew(ctx, &lagging); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("renewal on a stale revision: %v, want ErrLost", err)
 	}
-	// Left unrenewed, the key expires and the next holder's epoch is higher.
+	if err := bk.Release(ctx, &lagging); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("release on a stale revision: %v, want ErrLost", err)
+	}
+
+	// Left unrenewed, the key expires and the next holder's epoch is
+	// higher; the old holder's renewal finds it lost.
 	var l2 *lease.Lease
 	testtool.WaitFor(t, 10*time.Second, func() error {
 		var err error
@@ -95,249 +169,65 @@ func TestAcquireRenewExpireAndEpochs(t *testing.T) {
 		t.Fatalf("the expired holder's renewal: %v, want ErrLost", err)
 	}
 
-	// A re-created bucket takes a generation above the floor: epochs never
-	// go backwards.
+	// A re-created bucket takes a generation above the floor, and a
+	// Bucket opened before the re-creation sees it too: epochs never go
+	// backwards.
 	if err := b.JS.DeleteKeyValue(ctx, "t-lease"); err != nil {
 		t.Fatal(err)
 	}
-	o := short("t-lease")
+	o := short(t, "t-lease")
 	o.Floor = l2.Epoch
-	bk, err = lease.Open(ctx, b.JS, o)
+	bk2, err := lease.Open(ctx, b.JS, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bk2.Generation() != 1 {
+		t.Fatalf("generation %d above floor %d, want 1", bk2.Generation(), o.Floor)
 	}
 	l3, err := bk.Acquire(ctx, "k", "h3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l3.Epoch <= l2.Epoch || l3.Epoch != 1<<40+1 {
+	if l3.Epoch != 1<<40+1 {
 		t.Fatalf("epoch in the re-created bucket %d, want 2^40+1, above %d", l3.Epoch, l2.Epoch)
 	}
-	// Binding to the existing bucket keeps its generation.
-	bk2, err := lease.Open(ctx, b.JS, short("t-lease"))
-	if err != nil {
+	// An existing bucket keeps its generation when the floor is among its
+	// epochs, and is raised above a floor it is behind (re-created by a
+	// host that had not applied the highest epoch).
+	o.Floor = l3.Epoch
+	bk3, err := lease.Open(ctx, b.JS, o)
+	if err != nil || bk3.Generation() != 1 {
+		t.Fatalf("generation of the existing bucket %d (%v), want 1 kept", bk3.Generation(), err)
+	}
+	o.Floor = 5<<40 + 3
+	if bk3, err = lease.Open(ctx, b.JS, o); err != nil || bk3.Generation() != 6 {
+		t.Fatalf("generation of the bucket behind floor 5<<40+3: %d (%v), want 6", bk3.Generation(), err)
+	}
+	if err := bk3.Release(ctx, l3); err != nil {
 		t.Fatal(err)
 	}
-	if err := bk2.Release(ctx, l3); err != nil {
+	if _, _, err := bk3.Get(ctx, "k"); !errors.Is(err, lease.ErrFree) {
+		t.Fatalf("Get after release: %v, want ErrFree", err)
+	}
+	l4, err := bk3.Acquire(ctx, "k", "h1")
+	if err != nil || l4.Epoch <= o.Floor || l4.Epoch>>40 != 6 {
+		t.Fatalf("after release: %+v, %v; want an epoch of generation 6, above %d", l4, err, o.Floor)
+	}
+	if _, err := bk3.Acquire(ctx, "other", "h2"); err != nil {
 		t.Fatal(err)
 	}
-	l4, err := bk2.Acquire(ctx, "k", "h1")
-	if err != nil || l4.Epoch <= l3.Epoch {
-		t.Fatalf("after release: %+v, %v; want an epoch above %d", l4, err, l3.Epoch)
-	}
-	all, err := bk2.List(ctx)
-	if err != nil || len(all) != 1 || all["k"].Holder != "h1" {
+	all, err := bk3.List(ctx)
+	if err != nil || len(all) != 2 || all["k"].Holder != "h1" || all["k"].Epoch != l4.Epoch || all["other"].Holder != "h2" {
 		t.Fatalf("List = %v, %v", all, err)
 	}
 }
 
-// holders runs Hold for several hosts on one key and tracks who holds.
-type holders struct {
-	mu      sync.Mutex
-	current map[string]uint64 // host → epoch, while on runs
-	overlap bool
-}
-
-func (h *holders) on(host string) func(ctx context.Context, l *lease.Lease) {
-	return func(ctx context.Context, l *lease.Lease) {
-		h.mu.Lock()
-		if len(h.current) > 0 {
-			h.overlap = true
-		}
-		h.current[host] = l.Epoch
-		h.mu.Unlock()
-		<-ctx.Done()
-		h.mu.Lock()
-		delete(h.current, host)
-		h.mu.Unlock()
-	}
-}
-
-func (h *holders) holder() (string, uint64, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.overlap {
-		return "", 0, errors.New("two holders at once")
-	}
-	for host, e := range h.current {
-		return host, e, nil
-	}
-	return "", 0, errors.New("nobody holds")
-}
-
-func TestHoldHandsOverOnReleaseAndOnSilence(t *testing.T) {
+func TestOpenRefusesAShortTTL(t *testing.T) {
+	t.Parallel()
 	_, b := bustest.Embedded(t)
-	ctx := context.Background()
-	o := short("t-hold")
-	hs := &holders{current: map[string]uint64{}}
-	cancels := map[string]context.CancelFunc{}
-	var wg sync.WaitGroup
-	for _, host := range []string{"h1", "h2"} {
-		bk, err := lease.Open(ctx, b.JS, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hctx, cancel := context.WithCancel(ctx)
-		cancels[host] = cancel
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = bk.Hold(hctx, "k", host, nil, hs.on(host)) }()
-	}
-	defer func() {
-		for _, c := range cancels {
-			c()
-		}
-		wg.Wait()
-	}()
-	var first string
-	var epoch uint64
-	testtool.WaitFor(t, 10*time.Second, func() (err error) { first, epoch, err = hs.holder(); return err })
-	// A clean stop releases: the other takes over without waiting for the
-	// TTL.
-	start := time.Now()
-	cancels[first]()
-	var second string
-	var epoch2 uint64
-	testtool.WaitFor(t, 10*time.Second, func() error {
-		var err error
-		if second, epoch2, err = hs.holder(); err == nil && second == first {
-			return fmt.Errorf("%s still holds", first)
-		}
-		return err
-	})
-	if epoch2 <= epoch {
-		t.Fatalf("epoch %d after the handover, want above %d", epoch2, epoch)
-	}
-	t.Logf("handover after release: %v", time.Since(start).Round(time.Millisecond))
-	// A may that refuses keeps a host from taking a free lease.
-	bk, err := lease.Open(ctx, b.JS, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := make(chan struct{})
-	var mu sync.Mutex
-	asked := 0
-	mctx, mcancel := context.WithCancel(ctx)
-	go func() {
-		defer close(refused)
-		_ = bk.Hold(mctx, "other", "h3", func() bool { mu.Lock(); defer mu.Unlock(); asked++; return false },
-			func(ctx context.Context, l *lease.Lease) { t.Error("h3 took a lease it may not take") })
-	}()
-	testtool.WaitFor(t, 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if asked < 3 {
-			return fmt.Errorf("h3 asked %d times", asked)
-		}
-		return nil
-	})
-	mcancel()
-	<-refused
-	if _, _, err := bk.Get(ctx, "other"); !errors.Is(err, lease.ErrFree) {
-		t.Fatalf("the lease h3 may not take: %v, want ErrFree", err)
-	}
-}
-
-func TestAHolderCutOffStepsDownBeforeTheLeaseExpires(t *testing.T) {
-	_, b := bustest.Embedded(t)
-	ctx := context.Background()
-	o := short("t-cut")
-	// h1 holds through its own connection, which the test closes: its
-	// renewals fail, it must step down by the deadline.
-	nc := bustest.Connect(t, 1, b.ClientURL())
-	bk1, err := lease.Open(ctx, nc.JS, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stepped := make(chan time.Time, 1)
-	var sent time.Time
-	hctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		_ = bk1.Hold(hctx, "k", "h1", nil, func(ctx context.Context, l *lease.Lease) {
-			sent = l.Sent
-			<-ctx.Done()
-			select {
-			case stepped <- time.Now():
-			default:
-			}
-		})
-	}()
-	testtool.WaitFor(t, 10*time.Second, func() error {
-		if _, _, err := bk1.Get(ctx, "k"); err != nil {
-			return err
-		}
-		return nil
-	})
-	nc.NC.Close()
-	var at time.Time
-	select {
-	case at = <-stepped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("h1 did not step down")
-	}
-	// It stepped down before its lease could expire: within TTL - margin
-	// of its last successful renewal (read from the store it can no
-	// longer reach, so bounded by the last value on record).
-	bk2, err := lease.Open(ctx, b.JS, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var l2 *lease.Lease
-	testtool.WaitFor(t, 10*time.Second, func() error { l2, err = bk2.Acquire(ctx, "k", "h2"); return err })
-	if !at.Before(time.Now()) || sent.IsZero() {
-		t.Fatalf("step-down at %v", at)
-	}
-	if at.After(l2.Sent) {
-		t.Fatalf("h1 stepped down at %v, after h2 took the lease at %v", at, l2.Sent)
-	}
-}
-
-func TestRenewalsResumeAfterTheBucketsStreamLeaderDies(t *testing.T) {
-	c := bustest.StartCluster(t)
-	b := bustest.Connect(t, 3, c.URLs()...)
-	ctx := context.Background()
-	o := lease.NewOptions("t-r3") // the real TTL: an election must fit
-	o.Replicas = 3
-	bk, err := lease.Open(ctx, b.JS, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &holders{current: map[string]uint64{}}
-	hctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = bk.Hold(hctx, "k", "h1", nil, hs.on("h1")) }()
-	defer func() { cancel(); <-done }()
-	var epoch uint64
-	testtool.WaitFor(t, 30*time.Second, func() (err error) { _, epoch, err = hs.holder(); return err })
-	s, err := b.JS.Stream(ctx, "KV_t-r3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := s.CachedInfo().Cluster.Leader
-	i := slices.IndexFunc(c.Servers, func(s *server.Server) bool { return s.Name() == leader })
-	if i < 0 {
-		t.Fatalf("stream leader %q is none of the nodes", leader)
-	}
-	_, revBefore, _ := bk.Get(ctx, "k")
-	c.Stop(i)
-	// Renewals resume once a new leader is elected: the revision moves on,
-	// and h1 still holds the same tenure.
-	testtool.WaitFor(t, 30*time.Second, func() error {
-		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		defer rcancel()
-		rec, rev, err := bk.Get(rctx, "k")
-		if err != nil {
-			return err
-		}
-		if rev <= revBefore+1 {
-			return fmt.Errorf("revision %d, not renewed since %d", rev, revBefore)
-		}
-		if rec.Holder != "h1" || rec.Epoch != epoch {
-			return fmt.Errorf("held by %s at epoch %d, want h1 at %d", rec.Holder, rec.Epoch, epoch)
-		}
-		return nil
-	})
-	if host, e, err := hs.holder(); err != nil || host != "h1" || e != epoch {
-		t.Fatalf("holder %s at %d (%v), want h1 kept its tenure %d", host, e, err, epoch)
+	o := lease.NewOptions("t-short")
+	o.TTL = 5 * time.Second
+	if _, err := lease.Open(context.Background(), b.JS, o); err == nil || !strings.Contains(err.Error(), "= 8.5s") {
+		t.Fatalf("Open with a 5 s TTL: %v, want it refused with the numbers", err)
 	}
 }
