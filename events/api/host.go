@@ -32,9 +32,10 @@ type HostInfo struct {
 	// HeartbeatInterval is how often the host heartbeats.
 	HeartbeatInterval events.Millis `json:"heartbeat_interval_ms,omitempty"`
 	// Skew is, per host this one hears heartbeats from, how far that
-	// host's clock is behind this one's (heartbeat receipt time minus send
-	// time, the least over the last minutes: delay only adds), in
-	// milliseconds; SkewError says when one exceeds the lease margin.
+	// host's clock is ahead of this one's (a heartbeat's send time minus
+	// its receipt time, the largest over the last minutes: delay only
+	// lowers it), in milliseconds; SkewError says when one exceeds the
+	// lease margin.
 	Skew      map[string]int64 `json:"skew_ms,omitempty"`
 	SkewError string           `json:"skew_error,omitempty"`
 	// Instances are the leases of the instances that list this host: who
