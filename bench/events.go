@@ -298,16 +298,38 @@ func round2(f float64) float64   { return float64(int64(f*100+0.5)) / 100 }
 // tools cache) or nats in $PATH. Without it the nats.go figure stands alone
 // and the report says why.
 func natsBenchPeer(r *Report, url string, n int) (float64, error) {
+	rate, err := natsBenchJSPub(url, n, "bench.natscli", "BENCH_NATSCLI", 1, false)
+	switch {
+	case err != nil:
+		return 0, err
+	case rate == 0:
+		r.Results["nats_bench_js_pub_async_msgs_per_s"] = "not measured: no nats CLI (make bench builds it)"
+	default:
+		r.Results["nats_bench_js_pub_async_msgs_per_s"] = rate
+	}
+	return rate, nil
+}
+
+// natsBenchJSPub runs `nats bench js pub async` against url: n 256-byte
+// messages on subject into stream (created, file storage, with replicas),
+// each with a Nats-Msg-Id when dedup is set. It returns the aggregate
+// rate, or 0 without an error when there is no nats CLI ($LIFEBOAT_NATS or
+// nats in $PATH).
+func natsBenchJSPub(url string, n int, subject, stream string, replicas int, dedup bool) (float64, error) {
 	cli := os.Getenv("LIFEBOAT_NATS")
 	if cli == "" {
 		cli, _ = exec.LookPath("nats")
 	}
 	if cli == "" {
-		r.Results["nats_bench_js_pub_async_msgs_per_s"] = "not measured: no nats CLI (make bench builds it)"
 		return 0, nil
 	}
-	out, err := exec.Command(cli, "-s", url, "bench", "js", "pub", "async", "bench.natscli",
-		"--msgs", strconv.Itoa(n), "--size", "256", "--stream", "BENCH_NATSCLI", "--create", "--storage", "file", "--replicas", "1", "--no-progress").CombinedOutput()
+	args := []string{"-s", url, "bench", "js", "pub", "async", subject,
+		"--msgs", strconv.Itoa(n), "--size", "256", "--stream", stream, "--create", "--storage", "file",
+		"--replicas", strconv.Itoa(replicas), "--no-progress"}
+	if dedup {
+		args = append(args, "--dedup")
+	}
+	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("nats bench: %w\n%s", err, out)
 	}
@@ -319,7 +341,6 @@ func natsBenchPeer(r *Report, url string, n int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("nats bench rate %q: %w", m[1], err)
 	}
-	r.Results["nats_bench_js_pub_async_msgs_per_s"] = rate
 	return rate, nil
 }
 

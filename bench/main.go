@@ -38,10 +38,11 @@ func newReport(area string) *Report {
 
 func main() {
 	out := flag.String("out", "bench/out", "directory for the JSON reports")
-	bin := flag.String("lifeboat", "bin/lifeboat", "the lifeboat binary (for start-up time)")
+	bin := flag.String("lifeboat", "bin/lifeboat", "the lifeboat binary (for start-up time and the cluster)")
 	events := flag.Int("events", 100000, "events in the consume benchmark's backlog")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	only := flag.String("areas", "", "comma-separated areas to run (events, dns, backup); default all")
+	clusterEvents := flag.Int("cluster-events", 20000, "HostDown events the three-host cluster benchmark publishes")
+	only := flag.String("areas", "", "comma-separated areas to run (events, dns, backup, cluster); default all")
 	backupBytes := flag.String("backup-bytes", "1GiB", "size of the SQLite database the backup benchmark backs up")
 	backupDir := flag.String("backup-dir", filepath.Join(os.TempDir(), "lifeboat-bench-backup"), "where the backup benchmark keeps its generated database between runs")
 	flag.Parse()
@@ -76,6 +77,7 @@ func main() {
 		}},
 		{"dns", benchDNS},
 		{"backup", func() (*Report, error) { return benchBackup(backupSize, *backupDir) }},
+		{"cluster", func() (*Report, error) { return benchCluster(*bin, *clusterEvents) }},
 	}
 	failed := false
 	for _, a := range areas {
