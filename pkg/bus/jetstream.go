@@ -232,11 +232,20 @@ func (s *Subscriber) Subscribe(ctx context.Context, c Consumer) (<-chan *Deliver
 			// Not handed out: ask JetStream to redeliver it now.
 			_ = jm.Nak()
 		}
-	}, jetstream.PullMaxMessages(512), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			s.logger.Warn("consumer error", slog.String("consumer", durable), slog.String("error", err.Error()))
-		}
-	}))
+	},
+		jetstream.PullMaxMessages(512),
+		// Short pulls with frequent heartbeats: when a consumer's leader
+		// changes (a node died, the cluster re-formed) a pull request can
+		// be lost, and the client only notices it when two heartbeats are
+		// missed. With the defaults (30 s pulls, 15 s heartbeats) a host
+		// then applied nothing for about 30 s; now it re-pulls within
+		// about 2 s.
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				s.logger.Warn("consumer error", slog.String("consumer", durable), slog.String("error", err.Error()))
+			}
+		}))
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("bus: consume %s: %w", durable, err)
