@@ -1,5 +1,7 @@
 package api
 
+import "time"
+
 // Endpoints the runtime serves for every service on every host, each at
 // the host-scoped subject lifeboat.api.<service>.<host>.<endpoint>
 // (events.HostAPISubject): they are questions for one host's process.
@@ -63,4 +65,7 @@ type LeaderStatus struct {
 	Epoch uint64 `json:"epoch"`
 	// Self says whether the answering host is the leader.
 	Self bool `json:"self"`
+	// ReconciledAt is when the answering host, while leading, last
+	// finished a reconcile without error.
+	ReconciledAt *time.Time `json:"reconciled_at,omitempty"`
 }

@@ -54,10 +54,13 @@ const (
 
 // leadership is the runtime's view of its service's leader.
 type leadership struct {
-	mu     sync.Mutex
-	epoch  uint64 // this host's epoch while it leads, else 0
-	bucket *lease.Bucket
-	nudge  chan struct{}
+	mu    sync.Mutex
+	epoch uint64 // this host's epoch while it leads, else 0
+	// reconciled is when this host last finished a reconcile, while
+	// leading (zero once it stops).
+	reconciled time.Time
+	bucket     *lease.Bucket
+	nudge      chan struct{}
 }
 
 // leaderName is the lease's name, what its decisions are fenced by.
@@ -157,7 +160,7 @@ func (rt *Runtime) lead(ctx context.Context, commands *consumer) error {
 		rt.leader.mu.Unlock()
 		defer func() {
 			rt.leader.mu.Lock()
-			rt.leader.epoch = 0
+			rt.leader.epoch, rt.leader.reconciled = 0, time.Time{}
 			rt.leader.mu.Unlock()
 			rt.Logger.Info("leadership ended", slog.Uint64("epoch", l.Epoch))
 		}()
@@ -180,6 +183,10 @@ func (rt *Runtime) lead(ctx context.Context, commands *consumer) error {
 			if spec.Reconcile != nil {
 				if err := spec.Reconcile(lctx, l.Epoch); err != nil && lctx.Err() == nil {
 					rt.Logger.Warn("reconcile failed; the next round retries", slog.Uint64("epoch", l.Epoch), slog.String("error", err.Error()))
+				} else if err == nil {
+					rt.leader.mu.Lock()
+					rt.leader.reconciled = time.Now()
+					rt.leader.mu.Unlock()
 				}
 			}
 			select {
@@ -199,12 +206,16 @@ func (rt *Runtime) lead(ctx context.Context, commands *consumer) error {
 // leaderStatus is who leads the service, as the lease bucket says.
 func (rt *Runtime) leaderStatus(ctx context.Context) *api.LeaderStatus {
 	rt.leader.mu.Lock()
-	b := rt.leader.bucket
+	b, reconciled := rt.leader.bucket, rt.leader.reconciled
 	rt.leader.mu.Unlock()
 	if b == nil {
 		return nil
 	}
 	st := &api.LeaderStatus{}
+	if !reconciled.IsZero() {
+		at := reconciled.UTC()
+		st.ReconciledAt = &at
+	}
 	rec, _, err := b.Get(ctx, "leader")
 	if err == nil {
 		st.Host, st.Epoch = rec.Holder, rec.Epoch

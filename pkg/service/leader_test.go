@@ -175,6 +175,9 @@ func TestTheLeaderDecidesOnceAndEveryHostApplies(t *testing.T) {
 	if st.Leader == nil || st.Leader.Host != leader.rt.Deps.Host || st.Leader.Epoch != epoch {
 		t.Fatalf("h2's status shows leader %+v, want %s at epoch %d", st.Leader, leader.rt.Deps.Host, epoch)
 	}
+	if lst, err := leader.rt.CurrentStatus(context.Background()); err != nil || lst.Leader == nil || !lst.Leader.Self || lst.Leader.ReconciledAt == nil {
+		t.Fatalf("the leader's own status shows %+v (%v), want itself, having reconciled", lst.Leader, err)
+	}
 
 	// The leader goes; the other host takes over and decides what is
 	// still due.
