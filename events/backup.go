@@ -58,6 +58,11 @@ type BackupTaken struct {
 	// RequestID is the id of the backup-scheduler.take command this backup
 	// answers; empty for scheduled backups.
 	RequestID string `json:"request_id,omitempty"`
+	// Epoch is the epoch of the instance's lease under which the backup
+	// was taken, as its manifest records it: restore prefers the newest
+	// backup of the highest epoch. 0 (absent) for a plan whose instance
+	// has no lease (a plan of a host's own store).
+	Epoch uint64 `json:"epoch,omitempty" jsonschema:"minimum=0"`
 }
 
 // BackupFile is one file of a backup, as its manifest lists it.

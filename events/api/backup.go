@@ -149,6 +149,12 @@ type PlanView struct {
 	Invalid       int        `json:"invalid"` // backups that do not verify
 	SteadyState   int        `json:"steady_state"`
 	Doing         string     `json:"doing,omitempty"` // the job running now
+	// LeaseBound says the plan's instance is declared in lifeboat.yaml's
+	// instances section: only the host holding the instance's lease (its
+	// active host, in the lifeboat-instances bucket) backs it up, so a
+	// take is sent to that host. Otherwise every host that has the plan
+	// backs up its own store.
+	LeaseBound bool `json:"lease_bound,omitempty"`
 }
 
 // PlanDetail is a plan with its schedule's bands and its retention

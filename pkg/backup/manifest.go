@@ -54,6 +54,10 @@ type Manifest struct {
 	StoreKind string `json:"store_kind"`
 	// Kind says why the backup was taken.
 	Kind Kind `json:"kind"`
+	// Epoch is the epoch of the instance's lease under which the backup
+	// was taken (DESIGN §1 "Instances"); 0 when the instance has no lease
+	// (a plan of a host's own store).
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Files lists every payload file, sorted by path; Write fills it.
 	Files []File `json:"files"`
 	// TotalBytes is the sum of the files' sizes; Write fills it.

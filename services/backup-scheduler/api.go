@@ -108,7 +108,7 @@ func (s *Service) view(r db.Plan, backups []db.Backup) (api.PlanView, error) {
 	v := api.PlanView{
 		Plan: wirePlan(p), Origin: r.Origin, NextDueAt: ptime(r.NextDueAt), LastAttemptAt: ptime(r.LastAttemptAt),
 		LastBackup: r.LastBackup, LastSuccessAt: ptime(r.LastSuccessAt), LastError: r.LastError, LastErrorAt: ptime(r.LastErrorAt),
-		SteadyState: p.Spec().SteadyState(), Doing: s.getDoing(p.Name),
+		SteadyState: p.Spec().SteadyState(), Doing: s.getDoing(p.Name), LeaseBound: s.cfg.leaseBound(p),
 	}
 	if p.Disabled {
 		v.NextDueAt = nil

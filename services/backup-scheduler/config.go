@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"lifeboat.dev/pkg/config"
+	"lifeboat.dev/pkg/instances"
 	"lifeboat.dev/pkg/schedule"
 	"lifeboat.dev/pkg/storekind/files"
 )
@@ -50,6 +51,44 @@ type Config struct {
 	Plans []Plan `yaml:"plans" json:"plans"`
 	// Self is the built-in plan lifeboat-self.
 	Self SelfConfig `yaml:"self" json:"self"`
+	// Instances are the instances lifeboat.yaml's top-level instances
+	// section declares; UseInstances fills it. A plan whose instance is
+	// one of them is that instance's plan: only the host holding the
+	// instance's lease (its active host) backs it up, and each backup
+	// records the lease's epoch. Any other plan backs up a store of each
+	// host that has it, on every such host, with epoch 0.
+	Instances instances.Config `yaml:"-" json:"-"`
+}
+
+// UseInstances takes the instances from lifeboat.yaml's top-level
+// instances section (see Config.Instances).
+func (c *Config) UseInstances(in instances.Config) { c.Instances = in }
+
+// leaseBound says whether p is the plan of an instance the instances
+// section declares, so that only the holder of the instance's lease backs
+// it up. lifeboat-self never is: it backs up each host's own databases.
+func (c Config) leaseBound(p Plan) bool {
+	if p.Name == SelfPlan || p.Instance == "" {
+		return false
+	}
+	_, ok := c.Instances[p.Instance]
+	return ok
+}
+
+// checkInstance refuses a plan that names an instance the instances
+// section does not declare, once the section declares any: the name would
+// be a typo, and the plan would back up a standby's copy of the store on
+// every host. A plan that names none (its instance defaults to its name)
+// is an instance's plan only when an instance of that name is declared.
+func (c Config) checkInstance(instance string) error {
+	if instance == "" || len(c.Instances) == 0 {
+		return nil
+	}
+	if _, ok := c.Instances[instance]; ok {
+		return nil
+	}
+	return fieldErr("instance", "%q is not declared in the instances section (it declares %s): name one of them, or leave instance out for a plan of each host's own store",
+		instance, strings.Join(c.Instances.Names(), ", "))
 }
 
 // SelfConfig shapes lifeboat-self, which backs up every lifeboat service
@@ -75,7 +114,8 @@ type Plan struct {
 	// Name identifies the plan: letters, digits, '.', '_' and '-'.
 	Name string `yaml:"name" json:"name"`
 	// Instance is the protected instance the store belongs to; default the
-	// plan's name.
+	// plan's name. When the instances section declares it, only the host
+	// holding its lease backs the plan up (Config.Instances).
 	Instance string `yaml:"instance" json:"instance"`
 	// Description is for people.
 	Description string `yaml:"description" json:"description,omitempty"`
@@ -347,6 +387,9 @@ func (c Config) Normalize(dataDir string) ([]Plan, error) {
 			return nil, fieldErr(prefix+"store.kind", "%q is the built-in plan %s's kind; use sqlite, files or command", p.Store.Kind, SelfPlan)
 		}
 		n, err := p.Normalize()
+		if err == nil {
+			err = c.checkInstance(p.Instance)
+		}
 		if err != nil {
 			var fe *FieldError
 			if errors.As(err, &fe) {

@@ -19,14 +19,24 @@ import (
 // be read is answered at once with BackupFailed. The answer carries the
 // command's id as request_id, and the job's id is derived from it, so a
 // redelivered or re-applied command queues one job.
+//
+// It consumes the takes addressed to this host
+// (lifeboat.cmd.backup-scheduler.<host>.take, as `lifeboat backup take`
+// sends them) and the unaddressed ones, which any one host consumes. A take
+// of an instance's plan is carried out only by the host holding the
+// instance's lease (its job is the instance's, backupJob); on any other
+// host it is answered with BackupFailed saying this host does not hold the
+// lease (the holder is for the sender to find: the CLI reads the lease
+// bucket; a service does not).
 func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.BackupTake, m service.Delivery) error {
 	kind := cmd.Kind
 	if kind == "" {
 		kind = events.BackupManual
 	}
+	instance := ""
 	fail := func(format string, args ...any) error {
 		_, err := tx.Emit(ctx, &events.BackupFailed{
-			Plan: cmd.Plan, Kind: kind, Host: s.host, Step: "plan",
+			Plan: cmd.Plan, Instance: instance, Kind: kind, Host: s.host, Step: "plan",
 			Error: fmt.Sprintf(format, args...), FailedAt: s.now().UTC(), RequestID: m.ID,
 		})
 		return err
@@ -45,10 +55,14 @@ func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.Back
 	if err != nil {
 		return fail("%s", err)
 	}
+	instance = p.Instance
 	if p.Disabled {
 		return fail("plan %s is disabled, so it takes no backups (enable it with `lifeboat plan enable %s`)", p.Name, p.Name)
 	}
-	_, err = tx.Enqueue(ctx, s.job("take:"+m.ID, planJob{Op: opTake, Plan: p.Name, Kind: kind, Reason: cmd.Reason, RequestID: m.ID}))
+	if _, held := s.tenure(p); !held {
+		return fail("%s", s.notHolder(p))
+	}
+	_, err = tx.Enqueue(ctx, s.backupJob("take:"+m.ID, p, planJob{Op: opTake, Plan: p.Name, Kind: kind, Reason: cmd.Reason, RequestID: m.ID}))
 	return err
 }
 

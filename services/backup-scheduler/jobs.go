@@ -22,8 +22,22 @@ import (
 // they were queued, so one job per plan runs at a time — a backup, a
 // retention pass, a catalog rebuild and an API call holding the plan never
 // overlap — while different plans' jobs run side by side (up to the
-// queue's concurrency per kind, 4). The owner is this host (the cluster
-// will make it the lease holder of the plan's instance).
+// queue's concurrency per kind, 4).
+//
+// Who runs a job: the backups (a take, a scheduled backup) of a plan whose
+// instance the instances section declares are owned by the instance
+// (service.OwnerInstance): only the host holding its lease, the active
+// host, runs them, and records the lease's epoch in the manifest and in
+// BackupTaken. Every other job is this host's own (service.OwnerHost):
+// the backups of a plan of each host's own store, and, for every plan,
+// the retention passes, catalog rebuilds and API holds, which work on the
+// files in this host's directory. Retention therefore runs wherever a
+// plan's backups are: a host that lost an instance's lease keeps pruning
+// the backups it took while it held it (they age out by the plan's rule,
+// min_keep still guards the newest), and the new holder prunes its own.
+// An instance's backup left queued on a host that no longer holds the
+// lease would block the plan's key there (the queue runs a key's jobs in
+// order): the scheduler drops it (dropUnheld).
 //
 // A job does its long work outside any transaction and returns a Finish,
 // which commits its outcome in the transaction that removes the job. A job
@@ -55,9 +69,37 @@ type planJob struct {
 	Due int64 `json:"due,omitempty"`
 }
 
-// job is the queue entry of p, named id.
+// job is the queue entry of p, named id, run by this host.
 func (s *Service) job(id string, p planJob) store.Work {
 	return store.Work{ID: id, Kind: jobKind, Key: p.Plan, Owner: service.OwnerHost(s.host), Payload: p}
+}
+
+// backupJob is the queue entry of a backup (p, named id) of plan pl: run
+// by the host holding the lease of pl's instance when the instances
+// section declares it, else by this host.
+func (s *Service) backupJob(id string, pl Plan, p planJob) store.Work {
+	w := s.job(id, p)
+	if s.cfg.leaseBound(pl) {
+		w.Owner = service.OwnerInstance(pl.Instance)
+	}
+	return w
+}
+
+// tenure is the epoch a backup of p taken now records: the epoch of this
+// host's lease of p's instance when p is an instance's plan (held is false
+// when this host does not hold it), 0 otherwise.
+func (s *Service) tenure(p Plan) (epoch uint64, held bool) {
+	if !s.cfg.leaseBound(p) {
+		return 0, true
+	}
+	return s.rt.InstanceEpoch(p.Instance)
+}
+
+// notHolder is why this host does not back up p, an instance's plan whose
+// lease it does not hold.
+func (s *Service) notHolder(p Plan) error {
+	return fmt.Errorf("host %s does not hold instance %s's lease, so it does not back up plan %s: the instance's active host does (lifeboat status shows it; `lifeboat backup take %s` sends the command there)",
+		s.host, p.Instance, p.Name, p.Name)
 }
 
 // runJob is the worker of every plan job.
@@ -166,7 +208,13 @@ func (s *Service) runTake(ctx context.Context, j *planJob) (service.Finish, erro
 	case p.Disabled:
 		res = s.failed(kind, "plan", fmt.Errorf("plan %s is disabled, so it takes no backups (enable it with `lifeboat plan enable %s`)", p.Name, p.Name))
 	default:
-		res = s.takeBackup(ctx, p, kind, s.now())
+		epoch, held := s.tenure(p)
+		if !held {
+			// The lease was lost since the take was queued.
+			res = s.failed(kind, "plan", s.notHolder(p))
+			break
+		}
+		res = s.takeBackup(ctx, p, kind, s.now(), epoch)
 		if res.err != nil && ctx.Err() != nil {
 			return nil, ctx.Err() // shutting down: carried out at the next start
 		}
@@ -194,6 +242,12 @@ func (s *Service) runScheduled(ctx context.Context, job service.Job, j *planJob)
 	if !ok || p.Disabled || !r.NextDueAt.Valid || r.NextDueAt.Int64 != j.Due {
 		// The plan was dropped, disabled or rescheduled since the job was
 		// queued: this due time is no more (the scheduler queues the new one).
+		return s.finish(nil), nil
+	}
+	epoch, held := s.tenure(p)
+	if !held {
+		// This host lost the instance's lease since the job was queued:
+		// the new holder takes the instance's backups.
 		return s.finish(nil), nil
 	}
 	due, every := time.UnixMilli(j.Due), p.Spec().Every()
@@ -226,7 +280,7 @@ func (s *Service) runScheduled(ctx context.Context, job service.Job, j *planJob)
 		}
 	}
 	started := s.now()
-	res := s.takeBackup(ctx, p, scheduledKind, started)
+	res := s.takeBackup(ctx, p, scheduledKind, started, epoch)
 	if res.err != nil && ctx.Err() != nil {
 		// Shutting down: not a failure of the plan; still due at the next start.
 		return nil, ctx.Err()

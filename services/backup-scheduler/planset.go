@@ -123,6 +123,9 @@ func (s *Service) emitPlanChange(ctx context.Context, ev *events.PlanChanged) (i
 			return err
 		}
 		n, err := p.Normalize()
+		if err == nil && ev.Set != nil && ev.Set.Instance != nil {
+			err = s.cfg.checkInstance(*ev.Set.Instance)
+		}
 		if err != nil {
 			return service.BadRequest(fmt.Errorf("plan %s: %w", ev.Plan, err))
 		}

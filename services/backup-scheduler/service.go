@@ -64,6 +64,7 @@ func newSpec(cfg Config) (service.Spec, *Service, error) {
 		Init:        s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleTake),
+			service.On(s.handleTake).Addressed(),
 			service.On(s.handlePlanChanged),
 		},
 		Work:      []service.WorkKind{service.Work(jobKind, s.runJob)},

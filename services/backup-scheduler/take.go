@@ -69,8 +69,9 @@ func hookOf(name string, h *Hook) *storekind.Hook {
 // directory, fsynced, renamed), running the plan's hooks around the store's
 // dump; started (the service's clock) is its taken_at and names it. On
 // failure it names the step and says what to do; nothing is left under a
-// final name.
-func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind, started time.Time) result {
+// final name. epoch is the lease epoch the manifest records (0 for a plan
+// without a lease).
+func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind, started time.Time, epoch uint64) result {
 	t0 := time.Now() // measures how long it took, whatever the service's clock says
 	k, err := s.kindOf(p)
 	if err != nil {
@@ -109,7 +110,7 @@ func (s *Service) takeBackup(ctx context.Context, p Plan, kind events.BackupKind
 		return info, nil
 	}
 	m := backup.Manifest{
-		Instance: p.Instance, Plan: p.Name, StoreKind: k.Name(), Kind: backup.Kind(kind),
+		Instance: p.Instance, Plan: p.Name, StoreKind: k.Name(), Kind: backup.Kind(kind), Epoch: epoch,
 		TakenAt: started, LifeboatVersion: s.version,
 	}
 	name, m, err := backup.Write(ctx, p.Directory, m, fill)
@@ -240,7 +241,7 @@ func takenEvent(p Plan, r result, host, requestID string) *events.BackupTaken {
 		Plan: p.Name, Instance: m.Instance, Backup: r.name, Kind: r.kind, Store: m.StoreKind,
 		Host: host, Dir: p.Directory, Bytes: m.TotalBytes, SHA256: r.manifestSum,
 		FormatVersion: m.FormatVersion, TakenAt: m.TakenAt.UTC(), ConsistentAt: m.ConsistentAt.UTC(),
-		Duration: events.MillisOf(r.took), RequestID: requestID,
+		Duration: events.MillisOf(r.took), RequestID: requestID, Epoch: m.Epoch,
 	}
 	for _, f := range m.Files {
 		ev.Files = append(ev.Files, events.BackupFile{Path: f.Path, Bytes: f.Size, SHA256: f.SHA256})

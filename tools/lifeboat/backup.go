@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +18,8 @@ import (
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/client"
+	"lifeboat.dev/pkg/instances"
+	"lifeboat.dev/pkg/lease"
 	"lifeboat.dev/pkg/schedule"
 )
 
@@ -139,16 +143,23 @@ func humanBytes(n int64) string {
 
 func newBackupTakeCmd() *cobra.Command {
 	var cf clientFlags
-	var kind string
+	var kind, host string
 	var wait time.Duration
 	c := &cobra.Command{
-		Use:   "take PLAN [--kind manual|hash|full]",
+		Use:   "take PLAN [--kind manual|hash|full] [--host HOST]",
 		Short: "Take a backup of a plan now and wait for it",
 		Long: `Ask backup-scheduler for a backup of PLAN now (the backup-scheduler.take
 command) and wait for its answer: BackupTaken or BackupFailed. On a
-terminal the time waited is shown while the backup runs.`,
+terminal the time waited is shown while the backup runs.
+
+A plan of an instance declared in lifeboat.yaml's instances section is
+backed up only by the instance's active host, the holder of its lease:
+the command is sent to that host (lifeboat.cmd.backup-scheduler.<host>.take).
+Any other plan backs up a store of each host that has it: --host HOST sends
+the command to that host; without it any one host takes it.`,
 		Example: `  lifeboat backup take wr
-  lifeboat backup take wr --kind hash --json`,
+  lifeboat backup take wr --kind hash --json
+  lifeboat backup take cycle-static --host cold`,
 		Args: exactArgs(1, "PLAN"),
 		RunE: func(c *cobra.Command, args []string) error {
 			k := events.BackupKind(kind)
@@ -168,27 +179,97 @@ terminal the time waited is shown while the backup runs.`,
 			if err := backupAPI(c.Context(), nc, cf.timeout, api.PlanShow, api.PlanRequest{Name: args[0]}, &plan); err != nil {
 				return fmt.Errorf("backup take: %w", err)
 			}
+			to, err := takeHost(c.Context(), nc, js, cf.timeout, plan.PlanView, host)
+			if err != nil {
+				return fmt.Errorf("backup take: %w", err)
+			}
 			ctx, cancel := context.WithTimeout(c.Context(), wait)
 			defer cancel()
-			return takeBackup(ctx, c, nc, js, args[0], k, cf.json)
+			return takeBackup(ctx, c, nc, js, to, args[0], k, cf.json)
 		},
 	}
 	cf.add(c)
 	c.Flags().StringVar(&kind, "kind", "manual", "manual, hash (transfer sends only changed chunks) or full")
+	c.Flags().StringVar(&host, "host", "", "the host whose store to back up, for a plan that is not an instance's (default: any one host)")
 	c.Flags().DurationVar(&wait, "wait", 30*time.Minute, "how long to wait for the backup")
 	return c
 }
 
-// takeBackup publishes backup-scheduler.take and waits for the event that
-// answers it (the one whose request_id is the command's id).
-func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstream.JetStream, plan string, kind events.BackupKind, asJSON bool) error {
+// takeHost is the host a take of plan is sent to ("": any one host): the
+// holder of the lease of the plan's instance when the plan is an
+// instance's, else asked (empty when asked is). A host it names must
+// answer and have the plan: a command addressed to a host that does not
+// run backup-scheduler would wait in the stream unanswered.
+func takeHost(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, timeout time.Duration, plan api.PlanView, asked string) (string, error) {
+	to := asked
+	if plan.LeaseBound {
+		holder, err := leaseHolder(ctx, js, timeout, plan.Instance)
+		if err != nil {
+			return "", err
+		}
+		if asked != "" && asked != holder {
+			return "", fmt.Errorf("plan %s backs up instance %s, which only its active host backs up: %s holds its lease, not %s (leave out --host)", plan.Name, plan.Instance, holder, asked)
+		}
+		to = holder
+	}
+	if to == "" {
+		return "", nil
+	}
+	var st struct {
+		api.ServiceStatus
+		Details api.BackupSchedulerStatus `json:"details"`
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := client.CallHost(cctx, nc, events.ServiceBackupScheduler, to, api.Status, nil, &st); err != nil {
+		return "", fmt.Errorf("host %s's backup-scheduler does not answer (%w): is `lifeboat up --host %s` running with it?", to, err, to)
+	}
+	for _, p := range st.Details.Plans {
+		if p.Name == plan.Name {
+			return to, nil
+		}
+	}
+	return "", fmt.Errorf("host %s has no plan named %q (lifeboat plan list shows the plans)", to, plan.Name)
+}
+
+// leaseHolder is the host holding instance's lease: its key in the lease
+// bucket (pkg/instances), whose value names the holder.
+func leaseHolder(ctx context.Context, js jetstream.JetStream, timeout time.Duration, instance string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	none := fmt.Errorf("instance %s has no active host (nobody holds its lease): see lifeboat status", instance)
+	kv, err := js.KeyValue(ctx, instances.LeaseBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return "", none
+	}
+	if err != nil {
+		return "", fmt.Errorf("lease bucket %s: %w", instances.LeaseBucket, err)
+	}
+	e, err := kv.Get(ctx, instance)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", none
+	}
+	if err != nil {
+		return "", fmt.Errorf("lease of instance %s: %w", instance, err)
+	}
+	var r lease.Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil || r.Holder == "" {
+		return "", fmt.Errorf("lease of instance %s: unreadable value %q", instance, e.Value())
+	}
+	return r.Holder, nil
+}
+
+// takeBackup publishes backup-scheduler.take, addressed to host (any one
+// host when empty), and waits for the event that answers it (the one
+// whose request_id is the command's id).
+func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstream.JetStream, host, plan string, kind events.BackupKind, asJSON bool) error {
 	// Listening before sending, so the answer cannot be missed.
 	answers, err := client.Listen(nc, events.BackupTaken{}, events.BackupFailed{})
 	if err != nil {
 		return fmt.Errorf("backup take: %w", err)
 	}
 	defer answers.Close()
-	id, err := client.Command(ctx, js, &events.BackupTake{Plan: plan, Kind: kind, Reason: "lifeboat backup take"})
+	id, err := client.CommandTo(ctx, js, host, &events.BackupTake{Plan: plan, Kind: kind, Reason: "lifeboat backup take"})
 	if err != nil {
 		return fmt.Errorf("backup take: %w", err)
 	}
@@ -205,8 +286,12 @@ func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstre
 	progress := isTerminal(c.ErrOrStderr()) && !asJSON
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	on := ""
+	if host != "" {
+		on = " on " + host
+	}
 	if progress {
-		fmt.Fprintf(c.ErrOrStderr(), "taking a %s backup of plan %s...", kind, plan)
+		fmt.Fprintf(c.ErrOrStderr(), "taking a %s backup of plan %s%s...", kind, plan, on)
 	}
 	for {
 		select {
@@ -218,7 +303,7 @@ func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstre
 				if backupAPI(ctx, nc, time.Second, api.PlanShow, api.PlanRequest{Name: plan}, &v) == nil && v.Doing != "" {
 					doing = " (" + v.Doing + ")"
 				}
-				fmt.Fprintf(c.ErrOrStderr(), "\r\033[Ktaking a %s backup of plan %s... %s%s", kind, plan, time.Since(started).Truncate(time.Second), doing)
+				fmt.Fprintf(c.ErrOrStderr(), "\r\033[Ktaking a %s backup of plan %s%s... %s%s", kind, plan, on, time.Since(started).Truncate(time.Second), doing)
 			}
 		case a := <-answered:
 			if progress {
@@ -245,8 +330,12 @@ func takeBackup(ctx context.Context, c *cobra.Command, nc *nats.Conn, js jetstre
 				if asJSON {
 					return printJSON(c.OutOrStdout(), ev)
 				}
-				_, err := fmt.Fprintf(c.OutOrStdout(), "backup %s of plan %s taken: %s in %s, consistent at %s\n  %s\n",
-					ev.Backup, ev.Plan, humanBytes(ev.Bytes), ev.Duration.Duration(), ev.ConsistentAt.Local().Format(time.RFC3339), ev.Dir+string(os.PathSeparator)+ev.Backup)
+				where := "host " + dash(ev.Host)
+				if ev.Epoch != 0 {
+					where += fmt.Sprintf(", instance %s's lease epoch %d", ev.Instance, ev.Epoch)
+				}
+				_, err := fmt.Fprintf(c.OutOrStdout(), "backup %s of plan %s taken: %s in %s, consistent at %s\n  %s (%s)\n",
+					ev.Backup, ev.Plan, humanBytes(ev.Bytes), ev.Duration.Duration(), ev.ConsistentAt.Local().Format(time.RFC3339), ev.Dir+string(os.PathSeparator)+ev.Backup, where)
 				return err
 			default:
 				return fmt.Errorf("backup take: answered by a %T", ev)

@@ -183,3 +183,115 @@ func TestExampleBackupSectionLoads(t *testing.T) {
 		t.Fatalf("backup section = %+v", plans)
 	}
 }
+
+// TestBackupTakeGoesToTheLeaseHolder: a take of an instance's plan is
+// sent to the host holding the instance's lease, and its backup records
+// that lease's epoch; --host naming another host is refused, naming the
+// holder; an instance nobody holds is said so. A plan of no declared
+// instance goes to --host, which must answer.
+func TestBackupTakeGoesToTheLeaseHolder(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "lifeboat.yaml")
+	cfg := fmt.Sprintf(`instances:
+  wr:
+    hosts:
+      test-host: {address: 10.0.0.1}
+      cold: {address: 10.0.0.2}
+    active: test-host
+    standby: cold
+    store: {kind: files, path: %[1]s}
+  ghost:
+    hosts:
+      h8: {address: 10.0.0.8}
+      h9: {address: 10.0.0.9}
+    active: h8
+    standby: h9
+    store: {kind: files, path: %[1]s}
+backup:
+  plans:
+    - {name: wr-files, instance: wr, schedule: "1h,1d/7d", directory: %[2]s/wr, store: {kind: files, path: %[1]s}}
+    - {name: ghost-files, instance: ghost, schedule: "1h,1d/7d", directory: %[2]s/ghost, store: {kind: files, path: %[1]s}}
+    - {name: site, schedule: "1h,1d/7d", directory: %[2]s/site, store: {kind: files, path: %[1]s}}
+`, root, filepath.Join(dir, "backups"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := startUp(t, "--config", cfgPath)
+	var epoch uint64
+	testtool.WaitFor(t, 30*time.Second, func() error {
+		var out, errOut bytes.Buffer
+		run([]string{"status", "--json", "--nats", url}, &out, &errOut)
+		var rep statusReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			return fmt.Errorf("%v: %s%s", err, out.String(), errOut.String())
+		}
+		for _, il := range rep.Instances {
+			if il.Instance == "wr" && il.Holder == "test-host" && il.Epoch != 0 {
+				epoch = il.Epoch
+				return nil
+			}
+		}
+		return fmt.Errorf("instances %+v, want wr held by test-host", rep.Instances)
+	})
+
+	out, err := runCLI(t, "backup", "take", "wr-files", "--json", "--nats", url)
+	var ev events.BackupTaken
+	if err != nil || json.Unmarshal([]byte(out), &ev) != nil || ev.Host != "test-host" || ev.Instance != "wr" || ev.Epoch != epoch {
+		t.Fatalf("backup take wr-files (epoch %d): %v\n%s", epoch, err, out)
+	}
+	if out, err := runCLI(t, "backup", "take", "wr-files", "--nats", url); err != nil || !strings.Contains(out, fmt.Sprintf("(host test-host, instance wr's lease epoch %d)", epoch)) {
+		t.Errorf("backup take wr-files: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "backup", "take", "wr-files", "--host", "cold", "--nats", url); err == nil || !strings.Contains(out, "test-host holds its lease, not cold") {
+		t.Errorf("backup take wr-files --host cold: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "backup", "take", "ghost-files", "--nats", url); err == nil ||
+		!strings.Contains(out, "instance ghost has no active host (nobody holds its lease): see lifeboat status") {
+		t.Errorf("backup take of an instance nobody holds: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "backup", "take", "site", "--host", "test-host", "--json", "--nats", url)
+	ev = events.BackupTaken{}
+	if err != nil || json.Unmarshal([]byte(out), &ev) != nil || ev.Host != "test-host" || ev.Epoch != 0 {
+		t.Fatalf("backup take site --host test-host: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "backup", "take", "site", "--host", "nope", "--timeout", "1s", "--nats", url); err == nil || !strings.Contains(out, "host nope's backup-scheduler does not answer") {
+		t.Errorf("backup take site --host nope: %v\n%s", err, out)
+	}
+}
+
+// TestUpRefusesAnUndeclaredInstance: once lifeboat.yaml declares
+// instances, a plan naming another is refused at start with its line.
+func TestUpRefusesAnUndeclaredInstance(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lifeboat.yaml")
+	yaml := `instances:
+  wr:
+    hosts: {test-host: {address: 10.0.0.1}}
+    active: test-host
+    store: {kind: sqlite, path: /wr.db}
+backup:
+  plans:
+    - name: a
+      instance: wr-manager
+      schedule: 1h,1d/7d
+      directory: /b/a
+      store: {kind: sqlite, path: /a.db}
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, f, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `lifeboat.yaml:9: backup.plans[0].instance: "wr-manager" is not declared in the instances section (it declares wr)`
+	if err := cfg.validate(f); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("validate = %v, want %q", err, want)
+	}
+}

@@ -294,6 +294,7 @@ func (cfg *Config) validate(f *config.File) error {
 	if err := cfg.DNS.Validate(f, "dns"); err != nil {
 		return err
 	}
+	cfg.Backup.UseInstances(cfg.Instances)
 	if err := cfg.Backup.Validate(f, "backup", cfg.Data); err != nil {
 		return err
 	}
