@@ -99,12 +99,11 @@ func (rt *Runtime) consumers() ([]*consumer, error) {
 }
 
 // position decides where this host's events consumer reads from, so that
-// the database never runs on a stale view (DESIGN §1): the database
-// records the last event it applied (A); a consumer that is ahead of it (a
-// database restored from a backup, or lost) is replaced by one that starts
-// at A+1 while the stream still holds A+1; when it no longer does, the
-// state is rebuilt from a peer's snapshot first, and the consumer starts
-// after the snapshot's position.
+// the database never runs on a stale view and applies the stream in order
+// (DESIGN §1): the database records the last event it applied (A); the
+// consumer is created anew at A+1 while the stream still holds A+1; when
+// it no longer does, the state is rebuilt from a peer's snapshot first,
+// and the consumer starts after the snapshot's position.
 func (rt *Runtime) position(ctx context.Context, c *consumer) error {
 	js := rt.Deps.Bus.JS
 	applied, err := rt.DB.Applied(ctx, c.Stream)
@@ -138,11 +137,15 @@ func (rt *Runtime) position(ctx context.Context, c *consumer) error {
 	}); err != nil {
 		return err
 	}
-	if exists && ackFloor <= applied && held {
-		return nil // it resumes where the database stands (or before: the inbox skips those)
-	}
+	// An existing consumer is always replaced by one that starts right
+	// after what the database applied: the database is the record, and a
+	// consumer resumed as it was would hand out the messages its last run
+	// received but did not apply only after their ack wait, behind newer
+	// ones, so this host would apply events out of stream order (and a
+	// decision's compare-and-set would then judge a different state than
+	// on the other hosts). The inbox skips what is applied twice.
 	if exists {
-		if held {
+		if ackFloor > applied && held {
 			rt.Logger.Warn("the database is behind this host's consumer (restored or replaced): replaying from where it stands",
 				slog.String("consumer", c.Durable), slog.Uint64("applied", applied), slog.Uint64("consumer_at", ackFloor))
 		}

@@ -97,7 +97,8 @@ func (rt *Runtime) Decide(ctx context.Context, tx *store.Tx, epoch uint64, key s
 	env.SetID(bus.DerivedID(rt.Spec.Name, "decision", key, strconv.FormatUint(epoch, 10)))
 	env.Header[HeaderLeader] = []string{rt.leaderName()}
 	env.Header[HeaderEpoch] = []string{strconv.FormatUint(epoch, 10)}
-	return env.ID, tx.EmitEnvelope(ctx, env)
+	_, err = tx.EmitEnvelopeOnce(ctx, env) // taken again before the first was published: one message
+	return env.ID, err
 }
 
 // fenced says whether message m is a deposed leader's decision, which every

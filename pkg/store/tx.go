@@ -67,6 +67,26 @@ func (tx *Tx) EmitEnvelope(ctx context.Context, env bus.Envelope) error {
 	return nil
 }
 
+// EmitEnvelopeOnce queues env unless an event with its id waits in the
+// outbox already (a decision taken again before the first was
+// published); it says whether it queued it.
+func (tx *Tx) EmitEnvelopeOnce(ctx context.Context, env bus.Envelope) (bool, error) {
+	h, err := json.Marshal(env.Header)
+	if err != nil {
+		return false, fmt.Errorf("store: emit: %w", err)
+	}
+	n, err := tx.q.OutboxAddOnce(ctx, db.OutboxAddOnceParams{
+		ID: env.ID, Subject: env.Subject, Headers: string(h), Body: env.Body, CreatedAt: tx.db.now().UnixMilli(),
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: outbox: %w", err)
+	}
+	if n > 0 {
+		tx.emitted++
+	}
+	return n > 0, nil
+}
+
 // Update runs fn in a write transaction and commits it, waking the relay
 // when fn emitted events. Use it for changes that are not the handling of a
 // consumed message (API calls, timers); handlers get their Tx from a Batch.

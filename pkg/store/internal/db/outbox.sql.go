@@ -32,6 +32,35 @@ func (q *Queries) OutboxAdd(ctx context.Context, arg OutboxAddParams) error {
 	return err
 }
 
+const outboxAddOnce = `-- name: OutboxAddOnce :execrows
+INSERT INTO outbox (id, subject, headers, body, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING
+`
+
+type OutboxAddOnceParams struct {
+	ID        string
+	Subject   string
+	Headers   string
+	Body      []byte
+	CreatedAt int64
+}
+
+// Queues an event unless one with its id is queued already (a leader's
+// decision taken again in the same epoch); 0 rows means it was.
+func (q *Queries) OutboxAddOnce(ctx context.Context, arg OutboxAddOnceParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, outboxAddOnce,
+		arg.ID,
+		arg.Subject,
+		arg.Headers,
+		arg.Body,
+		arg.CreatedAt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const outboxCount = `-- name: OutboxCount :one
 SELECT COUNT(*) FROM outbox
 `
