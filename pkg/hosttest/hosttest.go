@@ -245,7 +245,8 @@ func (c *Cluster) WaitReady(i int) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	testtool.WaitFor(c.t, c.ready, func() error {
 		if !h.Running() {
-			return fmt.Errorf("%s exited (%v) before it was ready:\n%s", h.Name, h.err, h.Log())
+			// It will not become ready: say so now, not at the deadline.
+			c.t.Fatalf("hosttest: %s exited (%v) before it was ready:\n%s", h.Name, h.err, h.Log())
 		}
 		resp, err := client.Get("http://" + h.HTTP + "/readyz")
 		if err != nil {
