@@ -11,7 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
@@ -27,7 +29,10 @@ import (
 // The endpoints' names and their request and reply types are the
 // contract's (lifeboat.dev/events/api): api.DNSRecords takes
 // api.DNSRecordsRequest and answers api.DNSRecordsReply, api.DNSHistory
-// takes api.DNSHistoryRequest and answers api.DNSHistoryReply.
+// takes api.DNSHistoryRequest and answers api.DNSHistoryReply. Each
+// answers once this host has applied the events its consumer was given
+// (caughtUp), so an operator who saw an outcome on the stream sees it
+// here too.
 
 // Change is one change in the history, as the API and the status show it.
 type Change = api.DNSChange
@@ -64,11 +69,44 @@ func (s *Service) recordsEndpoint(req micro.Request) {
 	service.RespondJSON(req, reply, err)
 }
 
+// caughtUp waits, at most wait, until this host has applied the outcomes
+// it decided (as the leader) and every event its consumer has been given,
+// so that an answer reflects an outcome its asker has already seen (lifeboat
+// dns set, then dns show). It answers anyway when the wait ends.
+func (s *Service) caughtUp(ctx context.Context, wait time.Duration) {
+	if s.rt == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	durable := bus.DurableName(Name, s.rt.Deps.Host, "events")
+	for {
+		decided, err := db.New(s.db.R).CountDecided(ctx, s.now().Add(-2*setExpiry).UnixMilli())
+		if err != nil {
+			return
+		}
+		c, err := s.rt.Deps.Bus.JS.Consumer(ctx, events.StreamEvents, durable)
+		if err != nil {
+			return
+		}
+		info, err := c.Info(ctx)
+		if err != nil || decided == 0 && info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // records answers the records endpoint.
 func (s *Service) records(ctx context.Context, name string) (api.DNSRecordsReply, error) {
 	if s.p == nil {
 		return api.DNSRecordsReply{}, service.NotFound(errNoZone)
 	}
+	s.caughtUp(ctx, 2*time.Second)
 	reply := api.DNSRecordsReply{Zone: s.cfg.Zone, Provider: s.p.Name(), Records: []api.DNSRecord{}}
 	if name != "" {
 		name = provider.CanonicalName(name)
@@ -150,6 +188,7 @@ func (s *Service) history(ctx context.Context, r api.DNSHistoryRequest) (api.DNS
 	case r.Limit < 0 || r.Limit > 100000:
 		return api.DNSHistoryReply{}, service.BadRequest(fmt.Errorf("limit %d is out of range: 1 to 100000", r.Limit))
 	}
+	s.caughtUp(ctx, 2*time.Second)
 	q := db.New(s.rt.DB.R)
 	var rows []db.DnsHistory
 	var err error

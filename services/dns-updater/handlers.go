@@ -32,12 +32,22 @@ const workChange = "change"
 // errNoZone refuses work when the config names no zone.
 var errNoZone = errors.New("dns-updater has no zone configured: set dns.zone (and the instances' names, instances.<name>.dns) in lifeboat.yaml")
 
-// Handlers only decide and enqueue: each validates its event, checks it
-// against the state (epochs, ownership), and enqueues a change job (one per
-// event, its id derived from the event's) in the transaction that marks the
-// event handled, so a redelivered event finds itself in the inbox and
-// enqueues nothing twice. No handler talks to a DNS server: the job's
-// worker does (apply.go), after the commit and outside any transaction.
+// Every host applies every event (DESIGN §1): a handler validates its
+// event, checks it against the replicated state (epochs, ownership,
+// what is pending), records the change it asks for in dns_pending and, in
+// the transaction that marks the event handled, enqueues one job for it
+// (its id derived from the event's, so every host holds the same job),
+// owned by the service's leader: only the leader runs it. With the
+// embedded provider the handler also applies the change to this host's
+// zone (Server.Apply, in the same transaction: the zone is replicated
+// state), and the leader's job verifies that every host's server answers
+// it. With an external provider the leader's job sends it. No handler
+// talks to a DNS server or another host: the job's worker does (apply.go),
+// after the commit and outside any transaction. The leader's outcome
+// (outcome.go) is applied by every host.
+//
+// dns-updater.set is a command, which only the leader consumes: its
+// handler enqueues a job on the leader's own queue (see handleDNSSet).
 
 func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev *events.InstanceActivated, m service.Delivery) error {
 	log := s.log.With(slog.String("instance", ev.Instance), slog.Uint64("epoch", ev.Epoch), slog.String("address", ev.Address))
@@ -84,9 +94,35 @@ func (s *Service) handleInstanceActivated(ctx context.Context, tx *store.Tx, ev 
 	if err != nil {
 		return s.refuse(ctx, tx, fail, err)
 	}
-	return s.enqueue(ctx, tx, m, changeJob{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
+	// An older activation still queued is superseded: its host has been
+	// replaced, so pointing the name at it is pointless (and, once the
+	// newer one is applied, harmful).
+	older, err := q.PendingActivationsBelow(ctx, db.PendingActivationsBelowParams{Instance: ev.Instance, Epoch: epoch})
+	if err != nil {
+		return fmt.Errorf("InstanceActivated: %w", err)
+	}
+	for _, o := range older {
+		log.InfoContext(ctx, "a queued activation is superseded by this newer one", slog.Int64("superseded", o.Epoch), slog.String("job", o.ID))
+		if err := s.forget(ctx, tx, o.ID); err != nil {
+			return fmt.Errorf("InstanceActivated: %w", err)
+		}
+	}
+	err = s.change(ctx, tx, m, changeJob{Kind: kindActivate, Instance: ev.Instance, Name: r.Name, Type: r.Type, Value: r.Value, Epoch: epoch})
+	var invalid *invalidChange
+	if errors.As(err, &invalid) {
+		return s.refuse(ctx, tx, fail, invalid.err)
+	}
+	return err
 }
 
+// handleDNSSet handles the dns-updater.set command. A command is
+// consumed once, by the leader (an unaddressed command of a service with a
+// leader), so its handler changes no replicated state: it validates the
+// request and queues a job on this host's own queue, owned by the leader,
+// whose outcome every host applies (outcome.go). A set by hand is thus
+// ordered with the other changes of its name by the leader's queue, and
+// with the embedded provider applied to every host's zone when its
+// DNSRecordUpdated is (see README, "How a change is applied").
 func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNSSet, m service.Delivery) error {
 	name := provider.CanonicalName(ev.Name)
 	inst, owned := s.byName[name]
@@ -110,7 +146,15 @@ func (s *Service) handleDNSSet(ctx context.Context, tx *store.Tx, ev *events.DNS
 	}
 	s.log.InfoContext(ctx, "dns-updater.set queued", slog.String("name", r.Name), slog.String("address", r.Value), slog.String("reason", ev.Reason),
 		slog.String("request_id", m.ID))
-	return s.enqueue(ctx, tx, m, changeJob{Kind: kindSet, Instance: inst, Name: r.Name, Type: r.Type, Value: r.Value, TTL: ev.TTL, RequestID: m.ID})
+	// The newest change of the name this host has applied: a set that
+	// finds a newer one when it runs was overtaken by an event (an
+	// activation) and is not applied over it.
+	after, err := db.New(tx).LastHistoryID(ctx, r.Name)
+	if err != nil {
+		return fmt.Errorf("dns-updater.set: %w", err)
+	}
+	return s.enqueue(ctx, tx, m, changeJob{Kind: kindSet, Instance: inst, Name: r.Name, Type: r.Type, Value: r.Value, TTL: ev.TTL,
+		RequestID: m.ID, After: after})
 }
 
 // handleFailoverStarted lowers the instance's TTL ahead of the switch when
@@ -145,7 +189,7 @@ func (s *Service) handleFailoverStarted(ctx context.Context, tx *store.Tx, ev *e
 		return fmt.Errorf("FailoverStarted: %w", err)
 	}
 	log.InfoContext(ctx, "failover started: lowering the TTL until it completes", slog.Uint64("ttl", uint64(s.cfg.LowerTTLBefore)), slog.Uint64("from", uint64(ic.TTL)))
-	return s.enqueue(ctx, tx, m, changeJob{Kind: kindTTL, Instance: ev.Instance, Name: ic.Name, Type: ic.Type})
+	return s.changeTTL(ctx, tx, m, changeJob{Kind: kindTTL, Instance: ev.Instance, Name: ic.Name, Type: ic.Type})
 }
 
 // handleFailoverCompleted restores the TTL a planned failover lowered.
@@ -186,11 +230,10 @@ func (s *Service) restoreTTL(ctx context.Context, tx *store.Tx, m service.Delive
 		return fmt.Errorf("restore TTL: %w", err)
 	}
 	s.log.InfoContext(ctx, why+": restoring the TTL", slog.String("instance", instance), slog.String("name", ic.Name), slog.Uint64("ttl", uint64(ic.TTL)))
-	// The TTL is resolved when the change is applied: with the lowering
-	// gone it is the instance's own. Queued after any switch already
-	// queued for the name (same key), it never reverts the switch's
-	// address.
-	return s.enqueue(ctx, tx, m, changeJob{Kind: kindTTL, Instance: instance, Name: ic.Name, Type: ic.Type})
+	// The TTL is resolved now, with the lowering gone: the instance's own.
+	// A TTL change keeps the values the name holds when it is applied, so
+	// it never reverts a switch applied before it.
+	return s.changeTTL(ctx, tx, m, changeJob{Kind: kindTTL, Instance: instance, Name: ic.Name, Type: ic.Type})
 }
 
 // stale says whether an activation under epoch must be ignored, given
@@ -209,14 +252,113 @@ func stale(epoch, applied, queued, seen int64) bool {
 // message, the same on every delivery and on every host.
 func jobID(m service.Delivery) string { return workChange + ":" + m.ID }
 
-// enqueue queues change c, asked for by message m (and dated by its time in
-// the stream, which every host sees alike), in tx: the work queue's
-// job (which carries ctx's trace, so the outcome continues the event's
-// trace) and dns-updater's row about it (dns_jobs), together. The job runs
-// once tx has committed. Its owner is whoever holds this database.
+// invalidChange is a change the embedded zone refuses (a CNAME beside
+// other data): the handler answers it with DNSUpdateFailed.
+type invalidChange struct{ err error }
+
+func (e *invalidChange) Error() string { return e.err.Error() }
+
+// changeTTL records a TTL change, unless the name has nothing to change
+// in the embedded zone.
+func (s *Service) changeTTL(ctx context.Context, tx *store.Tx, m service.Delivery, c changeJob) error {
+	err := s.change(ctx, tx, m, c)
+	var invalid *invalidChange
+	if errors.As(err, &invalid) {
+		s.log.WarnContext(ctx, "TTL change refused by the zone", slog.String("name", c.Name), slog.String("error", invalid.err.Error()))
+		return nil
+	}
+	return err
+}
+
+// change records change c, asked for by event m, on this host: with the
+// TTL resolved now (the request's, else the instance's, lowered during a
+// planned failover), applied to the embedded zone when that is the
+// provider (with its history row and, for an activation, its epoch),
+// pending in dns_pending, and queued for the leader. Everything here
+// follows from the event and the replicated state, so every host records
+// the same; the change's time is m's time in the stream.
+func (s *Service) change(ctx context.Context, tx *store.Tx, m service.Delivery, c changeJob) error {
+	q := db.New(tx)
+	ttl, err := ttlFor(ctx, q, s.cfg, &c)
+	if err != nil {
+		return err
+	}
+	c.TTL = ttl
+	p := db.AddPendingParams{ID: jobID(m), Seq: int64(m.StreamSeq), Kind: c.Kind, Instance: c.Instance, Name: c.Name, Type: c.Type,
+		Value: c.Value, Ttl: int64(ttl), Epoch: c.Epoch, CreatedAt: m.Timestamp.UnixMilli()}
+	if s.emb != nil {
+		values, old, err := s.applyToZone(ctx, tx, p.ID, c, m.Timestamp)
+		if err != nil {
+			return err
+		}
+		if values == nil {
+			s.log.InfoContext(ctx, "TTL change skipped: the name has no record yet", slog.String("name", c.Name))
+			return nil
+		}
+		p.Value, p.Old, p.Zoned = strings.Join(values, ","), sql.NullString{String: old, Valid: true}, 1
+		c.Value = p.Value
+	}
+	if err := q.AddPending(ctx, p); err != nil {
+		return fmt.Errorf("queue change of %s: %w", c.Name, err)
+	}
+	return s.enqueue(ctx, tx, m, c)
+}
+
+// applyToZone applies change c (job id) to this host's embedded zone in
+// tx, dated at, with its history row (not verified yet) and, for an
+// activation, its epoch. It returns the values set and the values before;
+// nil values when a TTL change finds no record to change. A change the
+// zone refuses is an *invalidChange.
+func (s *Service) applyToZone(ctx context.Context, tx *store.Tx, id string, c changeJob, at time.Time) (values []string, old string, err error) {
+	q := db.New(tx)
+	cur, err := q.ListRRset(ctx, db.ListRRsetParams{Zone: s.emb.Zone(), Name: c.Name, Type: c.Type})
+	if err != nil {
+		return nil, "", fmt.Errorf("records of %s: %w", c.Name, err)
+	}
+	var before []string
+	for _, r := range cur {
+		before = append(before, r.Value)
+	}
+	old = strings.Join(before, ",")
+	values = []string{c.Value}
+	if c.Kind == kindTTL || c.Value == "" {
+		// A TTL change keeps whatever the name holds.
+		if len(before) == 0 {
+			return nil, old, nil
+		}
+		values = before
+	}
+	rs := make([]provider.Record, len(values))
+	for i, v := range values {
+		rs[i] = provider.Record{Name: c.Name, Type: c.Type, Value: v, TTL: c.TTL}
+	}
+	if err := s.emb.Apply(ctx, tx, rs, at); err != nil {
+		if errors.Is(err, provider.ErrInvalidValue) || errors.Is(err, provider.ErrNotOwned) || errors.Is(err, provider.ErrOutsideZone) ||
+			errors.Is(err, provider.ErrUnsupportedType) {
+			return nil, old, &invalidChange{err}
+		}
+		return nil, old, err
+	}
+	h := history{name: c.Name, typ: c.Type, old: old, value: strings.Join(values, ","), ttl: c.TTL, provider: s.emb.Name(),
+		epoch: c.Epoch, at: at, verifiedMs: -1, kind: c.Kind, instance: c.Instance, job: id}
+	if err := addHistory(ctx, q, h); err != nil {
+		return nil, old, err
+	}
+	return values, old, nil
+}
+
+// enqueue queues the job of change c, asked for by message m, in tx: the
+// work queue's job, owned by the leader (which carries ctx's trace, so the
+// outcome continues the message's trace), and this host's row about it
+// (dns_jobs), together. Every host that applies m queues the same job;
+// the leader runs it once tx has committed, and every host removes its
+// copy when the leader's outcome is applied.
 func (s *Service) enqueue(ctx context.Context, tx *store.Tx, m service.Delivery, c changeJob) error {
-	id := jobID(m)
-	added, err := tx.Enqueue(ctx, store.Work{ID: id, Kind: workChange, Key: c.Name, Payload: c})
+	return s.queueJob(ctx, tx, jobID(m), m.Timestamp, c)
+}
+
+func (s *Service) queueJob(ctx context.Context, tx *store.Tx, id string, at time.Time, c changeJob) error {
+	added, err := tx.Enqueue(ctx, store.Work{ID: id, Kind: workChange, Key: c.Name, Owner: service.OwnerLeader(Name), Payload: c})
 	if err != nil {
 		return fmt.Errorf("queue change of %s: %w", c.Name, err)
 	}
@@ -224,8 +366,24 @@ func (s *Service) enqueue(ctx context.Context, tx *store.Tx, m service.Delivery,
 		return nil // queued already, with its row
 	}
 	if err := db.New(tx).AddJob(ctx, db.AddJobParams{ID: id, Kind: c.Kind, Instance: c.Instance, Name: c.Name, Epoch: c.Epoch,
-		CreatedAt: m.Timestamp.UnixMilli()}); err != nil {
+		CreatedAt: at.UnixMilli()}); err != nil {
 		return fmt.Errorf("queue change of %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// forget removes pending change id, and this host's job for it: resolved
+// by its outcome, superseded, or overtaken by a later change of its name.
+func (s *Service) forget(ctx context.Context, tx *store.Tx, id string) error {
+	q := db.New(tx)
+	if _, err := q.DeletePending(ctx, id); err != nil {
+		return fmt.Errorf("pending %s: %w", id, err)
+	}
+	if _, err := tx.WorkDone(ctx, id); err != nil {
+		return err
+	}
+	if _, err := q.DeleteJob(ctx, id); err != nil {
+		return fmt.Errorf("job %s: %w", id, err)
 	}
 	return nil
 }
@@ -257,6 +415,14 @@ func (s *Service) refuse(ctx context.Context, tx *store.Tx, f failure, err error
 }
 
 func (s *Service) emitFailed(ctx context.Context, tx *store.Tx, f failure, err error) error {
+	if _, err := tx.Emit(ctx, failedEvent(f, err)); err != nil {
+		return fmt.Errorf("emit DNSUpdateFailed: %w", err)
+	}
+	return nil
+}
+
+// failedEvent is the DNSUpdateFailed that reports f, failed with err.
+func failedEvent(f failure, err error) *events.DNSUpdateFailed {
 	ev := &events.DNSUpdateFailed{
 		Name: f.name, Type: f.typ, New: f.value, Provider: f.provider, Instance: f.instance, Epoch: f.epoch,
 		Error: err.Error(), Reason: provider.Reason(err), Attempts: f.attempts, FailedAt: f.at.UTC(), RequestID: f.requestID,
@@ -269,8 +435,11 @@ func (s *Service) emitFailed(ctx context.Context, tx *store.Tx, f failure, err e
 	if pe, ok := provider.AsError(err); ok && pe.Rcode >= 0 {
 		ev.Rcode = pe.Code
 	}
-	if _, err := tx.Emit(ctx, ev); err != nil {
-		return fmt.Errorf("emit DNSUpdateFailed: %w", err)
+	switch {
+	case errors.Is(err, errSuperseded):
+		ev.Reason = "SUPERSEDED"
+	case errors.Is(err, errExpired):
+		ev.Reason = "EXPIRED"
 	}
-	return nil
+	return ev
 }

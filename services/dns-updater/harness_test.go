@@ -197,7 +197,9 @@ func (h *harness) activate(instance, addr string, epoch uint64) bus.Envelope {
 	return h.publish(&events.InstanceActivated{Instance: instance, From: "hot-1", To: "cold-1", Address: addr, Epoch: epoch, ActivatedAt: time.Now().UTC()})
 }
 
-// waitUpdated waits for the n-th DNSRecordUpdated and returns it.
+// waitUpdated waits for the n-th DNSRecordUpdated and for the service to
+// have applied it (every host applies the leader's outcome: the history,
+// the epoch), and returns it.
 func (h *harness) waitUpdated(n int) events.DNSRecordUpdated {
 	h.t.Helper()
 	var got []events.DNSRecordUpdated
@@ -207,10 +209,12 @@ func (h *harness) waitUpdated(n int) events.DNSRecordUpdated {
 		}
 		return nil
 	})
+	h.settle()
 	return got[n-1]
 }
 
-// waitFailed waits for the n-th DNSUpdateFailed and returns it.
+// waitFailed waits for the n-th DNSUpdateFailed and for the service to
+// have applied it, and returns it.
 func (h *harness) waitFailed(n int) events.DNSUpdateFailed {
 	h.t.Helper()
 	var got []events.DNSUpdateFailed
@@ -220,7 +224,46 @@ func (h *harness) waitFailed(n int) events.DNSUpdateFailed {
 		}
 		return nil
 	})
+	h.settle()
 	return got[n-1]
+}
+
+// settle waits until the running service has applied every DNS event
+// collected so far.
+func (h *harness) settle() {
+	h.t.Helper()
+	waitApplied(h.t, h.lastSeq(), h.rt)
+}
+
+// lastSeq is the stream sequence of the newest DNS event collected.
+func (h *harness) lastSeq() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var seq uint64
+	for _, m := range h.seen {
+		if md, err := m.Metadata(); err == nil {
+			seq = max(seq, md.Sequence.Stream)
+		}
+	}
+	return seq
+}
+
+// waitApplied waits until every runtime of rts has applied the events
+// stream up to seq.
+func waitApplied(t testing.TB, seq uint64, rts ...*service.Runtime) {
+	t.Helper()
+	testtool.WaitFor(t, 20*time.Second, func() error {
+		for _, rt := range rts {
+			applied, err := rt.DB.Applied(context.Background(), events.StreamEvents)
+			if err != nil {
+				return err
+			}
+			if applied < seq {
+				return fmt.Errorf("%s applied the events up to %d, want %d", rt.Deps.Host, applied, seq)
+			}
+		}
+		return nil
+	})
 }
 
 // request calls one of the service's endpoints and decodes the answer;
@@ -291,15 +334,22 @@ func answerA(r *dns.Msg) (values []string, ttl uint32) {
 	return values, ttl
 }
 
-// expectServed checks that server answers name with exactly want, with
-// authority, over UDP and TCP.
+// expectServed checks that server answers name's A record with exactly
+// want, with authority, over UDP and TCP.
 func expectServed(t testing.TB, server, name, want string) {
 	t.Helper()
+	expectServedType(t, server, name, dns.TypeA, want)
+}
+
+// expectServedType checks that server answers name and qtype with exactly
+// want, with authority, over UDP and TCP.
+func expectServedType(t testing.TB, server, name string, qtype uint16, want string) {
+	t.Helper()
 	for _, network := range []string{"udp", "tcp"} {
-		r := query(t, server, network, name, dns.TypeA)
+		r := query(t, server, network, name, qtype)
 		got, _ := answerA(r)
 		if !r.Authoritative || len(got) != 1 || got[0] != want {
-			t.Fatalf("%s answers %s A over %s with %v (aa=%v, rcode %s), want [%s]", server, name, network, got, r.Authoritative, dns.RcodeToString[r.Rcode], want)
+			t.Fatalf("%s answers %s %s over %s with %v (aa=%v, rcode %s), want [%s]", server, name, dns.TypeToString[qtype], network, got, r.Authoritative, dns.RcodeToString[r.Rcode], want)
 		}
 	}
 }

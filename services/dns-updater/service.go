@@ -2,20 +2,23 @@
 // instance on a new host (InstanceActivated), it points the instance's DNS
 // name at the new address through a provider (lifeboat's embedded
 // authoritative server, RFC 2136 dynamic updates, or Infoblox WAPI),
-// verifies the change by asking the zone's authoritative servers directly,
-// and emits DNSRecordUpdated or DNSUpdateFailed. An activation whose epoch
-// is not newer than the last applied for its instance is ignored, so a
-// late or replayed event never points a name back at a dead host. Only
-// names declared for instances in the config are ever changed. Every
-// change is kept in a history.
+// verifies the change, and emits DNSRecordUpdated or DNSUpdateFailed. An
+// activation whose epoch is not newer than the last applied for its
+// instance is ignored, so a late or replayed event never points a name
+// back at a dead host. Only names declared for instances in the config are
+// ever changed. Every change is kept in a history.
 //
-// How a change flows (see handlers.go and apply.go): a handler validates
-// the event and enqueues a change job on the runtime's work queue, in the
-// transaction that records the event as handled; the job's worker applies
-// the change after the commit, outside any transaction (DNS work can block
-// for seconds, and the embedded provider writes its zone through the
-// store), and its outcome — the history, the epoch and the outcome event —
-// commits in the transaction that removes the job.
+// Across hosts (DESIGN §1): every host applies every event to its own
+// database, and the service's leader makes each change once. How a change
+// flows: a handler validates the event, records the change as pending and
+// enqueues a change job owned by the leader, in the transaction that
+// records the event as handled (handlers.go); with the embedded provider
+// it also applies the change to this host's zone, so every host's server
+// answers it. The leader's job sends the change to an external provider,
+// or verifies that every host's embedded server answers it (apply.go,
+// verify.go), outside any transaction, and emits the outcome as a leader's
+// decision; every host applies the outcome to its history and epochs
+// (outcome.go). A new leader runs what is still queued (leader.go).
 package dnsupdater
 
 import (
@@ -57,14 +60,31 @@ type Service struct {
 	// queue's backoff before a failed job's next attempt.
 	now     func() time.Time
 	retryIn func(attempt int) time.Duration
+	// leading returns the leader's epoch while this host leads
+	// (service.Runtime.Leading).
+	leading func() (uint64, bool)
+	// source names this process as the sender of its events.
+	source string
+
+	// known are the hosts whose dns-updater answered the leader's last
+	// patient ping (refreshHosts).
+	hostsMu sync.Mutex
+	known   map[string]bool
+
+	// leaderTTL is the leader's lease (0: the runtime's default, 20 s).
+	leaderTTL time.Duration
 
 	closeOnce sync.Once
 
-	// afterSet, when set (tests), runs after the provider accepted a
-	// change and before it is verified and recorded; an error stands for
-	// a crash at that point.
-	afterSet func() error
+	// afterSet, when set (tests), runs after a change is made (sent to
+	// the external provider; applied by every host to its embedded zone)
+	// and before it is verified and recorded; an error stands for a crash
+	// at that point.
+	afterSet func(ctx context.Context) error
 }
+
+// reconcileEvery is how often the leader reconciles unasked.
+const reconcileEvery = 10 * time.Second
 
 // Spec describes the service to the runtime, configured by cfg (the dns
 // section of lifeboat.yaml). cfg is validated here too, with keys named
@@ -78,8 +98,11 @@ func Spec(cfg Config) (service.Spec, error) {
 }
 
 func newService(cfg Config) *Service {
-	s := &Service{cfg: cfg, byName: map[string]string{}, log: slog.Default(), now: time.Now}
+	s := &Service{cfg: cfg, byName: map[string]string{}, log: slog.Default(), now: time.Now, source: "lifeboat/test-host/" + Name}
 	s.retryIn = s.backoff
+	// Without a runtime (tests that call the worker) this host leads,
+	// in no epoch.
+	s.leading = func() (uint64, bool) { return 0, true }
 	for inst, ic := range cfg.Instances {
 		s.byName[ic.Name] = inst
 	}
@@ -95,13 +118,22 @@ func (s *Service) spec() (service.Spec, error) {
 		Name:        Name,
 		Description: "Lifeboat dns-updater: points an activated instance's DNS name at its new host and verifies the change",
 		Migrations:  migrations,
-		Init:        s.init,
+		// What follows from the events alike on every host. dns_zone (the
+		// SOA this host serves, its serial moved by this host's loads of
+		// the zone file) and dns_jobs (this host's progress on its copy
+		// of each change job) are this host's own.
+		Replicated: []string{"dns_records", "dns_history", "dns_epochs", "dns_seen", "dns_lowered", "dns_pending"},
+		Leader:     &service.Leader{TTL: s.leaderTTL, Every: reconcileEvery, Reconcile: s.reconcile},
+		Init:       s.init,
+		Run:        s.run,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleInstanceActivated),
 			service.On(s.handleDNSSet),
 			service.On(s.handleFailoverStarted),
 			service.On(s.handleFailoverCompleted),
 			service.On(s.handleRestoreFailed),
+			service.On(s.handleDNSRecordUpdated),
+			service.On(s.handleDNSUpdateFailed),
 		},
 		Work: []service.WorkKind{service.Work(workChange, s.applyChange).WithBackoff(s.backoff)},
 		Endpoints: []service.Endpoint{
@@ -117,6 +149,7 @@ func (s *Service) spec() (service.Spec, error) {
 func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 	s.rt, s.db = rt, rt.DB
 	s.log = rt.Logger
+	s.leading, s.source = rt.Leading, rt.Source
 	if rt.Deps.Now != nil {
 		s.now = rt.Deps.Now
 	}
@@ -135,9 +168,9 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 	case ProviderEmbedded:
 		opts := embedded.NewOptions(s.cfg.Zone)
 		opts.Addr, opts.ZoneFile, opts.Owned, opts.Logger = s.cfg.Embedded.Listen, s.cfg.Embedded.ZoneFile, owned, s.log
-		// embedded writes its zone through the store, in transactions of
-		// its own: it is called only by the change worker, outside any
-		// transaction.
+		// The handlers apply changes to the zone in their transactions
+		// (Server.Apply); Open writes the zone file's records in one of
+		// its own, before any is consumed.
 		srv, err := embedded.Open(ctx, rt.DB, opts)
 		if err != nil {
 			return fmt.Errorf("dns.embedded: %w", err)
@@ -148,6 +181,9 @@ func (s *Service) init(ctx context.Context, rt *service.Runtime) error {
 		s.p, s.emb = srv, srv
 		// Stop serving when the service stops.
 		context.AfterFunc(ctx, s.closeProvider)
+		if err := s.zoneQueued(ctx); err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
 	case ProviderRFC2136:
 		r := s.cfg.RFC2136
 		var key rfc2136.Key
@@ -212,13 +248,18 @@ type Status struct {
 	SerialError string `json:"serial_error,omitempty"`
 	// Instances maps each instance to its DNS name.
 	Instances map[string]string `json:"instances,omitempty"`
-	// Pending is how many changes wait to be applied (queued, in retry,
-	// or being applied).
+	// Pending is how many changes wait for their outcome (queued, in
+	// retry, being made or verified): those the events asked for, and the
+	// sets by hand this host accepted as the leader.
 	Pending int `json:"pending"`
 	// Lowered lists the instances whose TTL is lowered for a failover.
 	Lowered []string `json:"lowered,omitempty"`
 	// LastChange is the newest change in the history.
 	LastChange *Change `json:"last_change,omitempty"`
+	// Answers are what this host's embedded server answers for each
+	// owned name, asked over DNS by this host: what the leader verifies
+	// a change against on every host (verify.go).
+	Answers []Answer `json:"answers,omitempty"`
 }
 
 func (s *Service) status(ctx context.Context) (any, error) {
@@ -231,6 +272,7 @@ func (s *Service) status(ctx context.Context) (any, error) {
 	if s.emb != nil {
 		st.Listen = s.emb.Addr()
 		st.Serial = s.emb.Serial()
+		st.Answers = s.ownAnswers(ctx)
 	} else if serial, err := querySerial(ctx, st.Authoritative[0], s.cfg.Zone, time.Second); err != nil {
 		st.SerialError = err.Error()
 	} else {
@@ -241,11 +283,15 @@ func (s *Service) status(ctx context.Context) (any, error) {
 		st.Instances[inst] = ic.Name
 	}
 	q := db.New(s.db.R)
-	pending, err := q.CountJobs(ctx)
+	pending, err := q.CountPending(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	st.Pending = int(pending)
+	sets, err := q.CountOwnSets(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	st.Pending = int(pending + sets)
 	lowered, err := q.ListLowered(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)

@@ -1,6 +1,7 @@
 package dnsupdater
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -133,7 +134,7 @@ func TestStaleEpochChangesNothing(t *testing.T) {
 func TestRedeliveredActivationAppliesOnce(t *testing.T) {
 	var sets atomic.Int32
 	h := start(t, testConfig(t), func(s *Service) {
-		s.afterSet = func() error {
+		s.afterSet = func(context.Context) error {
 			if sets.Add(1) == 1 {
 				return errors.New("simulated crash after the provider accepted the change")
 			}

@@ -1,5 +1,6 @@
 -- name: AddJob :exec
-INSERT INTO dns_jobs (id, kind, instance, name, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO dns_jobs (id, kind, instance, name, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING;
 
 -- name: GetJob :one
 SELECT * FROM dns_jobs WHERE id = ?;
@@ -7,13 +8,9 @@ SELECT * FROM dns_jobs WHERE id = ?;
 -- name: CountJobs :one
 SELECT COUNT(*) FROM dns_jobs;
 
--- name: MaxQueuedEpoch :one
--- The newest activation epoch queued for the instance; 0 when none.
-SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_jobs WHERE instance = ? AND kind = 'activate';
-
--- name: NewerActivations :one
--- How many activations of the instance newer than epoch are queued.
-SELECT COUNT(*) FROM dns_jobs WHERE instance = ? AND kind = 'activate' AND epoch > ?;
+-- name: CountOwnSets :one
+-- Sets by hand this host accepted as the leader and has not answered yet.
+SELECT COUNT(*) FROM dns_jobs WHERE kind = 'set' AND done = 0;
 
 -- name: SetJobOld :exec
 -- Records the values before the first Set, once: a value already read is
@@ -22,6 +19,20 @@ UPDATE dns_jobs SET old = ? WHERE id = ? AND old IS NULL;
 
 -- name: MarkJobApplied :exec
 UPDATE dns_jobs SET applied = 1 WHERE id = ?;
+
+-- name: MarkJobDone :exec
+-- This host decided the job's outcome; the event is on its way.
+UPDATE dns_jobs SET done = 1 WHERE id = ?;
+
+-- name: MarkJobSkipped :exec
+-- This host found nothing to do for the job: no outcome comes.
+UPDATE dns_jobs SET done = 2 WHERE id = ?;
+
+-- name: CountDecided :one
+-- Outcomes this host decided and has not applied yet, of changes asked
+-- for since created_at (an older one's outcome may never come back: a
+-- deposed leader's, dropped).
+SELECT COUNT(*) FROM dns_jobs WHERE done = 1 AND created_at > ?;
 
 -- name: DeleteJob :execrows
 DELETE FROM dns_jobs WHERE id = ?;

@@ -12,3 +12,6 @@ DELETE FROM dns_records WHERE zone = ? AND name = ? AND type = ?;
 
 -- name: DeleteZoneRecords :exec
 DELETE FROM dns_records WHERE zone = ?;
+
+-- name: ListRRset :many
+SELECT * FROM dns_records WHERE zone = ? AND name = ? AND type = ? ORDER BY value;

@@ -12,6 +12,7 @@ import (
 
 const addJob = `-- name: AddJob :exec
 INSERT INTO dns_jobs (id, kind, instance, name, epoch, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING
 `
 
 type AddJobParams struct {
@@ -35,12 +36,38 @@ func (q *Queries) AddJob(ctx context.Context, arg AddJobParams) error {
 	return err
 }
 
+const countDecided = `-- name: CountDecided :one
+SELECT COUNT(*) FROM dns_jobs WHERE done = 1 AND created_at > ?
+`
+
+// Outcomes this host decided and has not applied yet, of changes asked
+// for since created_at (an older one's outcome may never come back: a
+// deposed leader's, dropped).
+func (q *Queries) CountDecided(ctx context.Context, createdAt int64) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countDecided, createdAt)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const countJobs = `-- name: CountJobs :one
 SELECT COUNT(*) FROM dns_jobs
 `
 
 func (q *Queries) CountJobs(ctx context.Context) (int64, error) {
 	row := q.db.QueryRowContext(ctx, countJobs)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const countOwnSets = `-- name: CountOwnSets :one
+SELECT COUNT(*) FROM dns_jobs WHERE kind = 'set' AND done = 0
+`
+
+// Sets by hand this host accepted as the leader and has not answered yet.
+func (q *Queries) CountOwnSets(ctx context.Context) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countOwnSets)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -59,7 +86,7 @@ func (q *Queries) DeleteJob(ctx context.Context, id string) (int64, error) {
 }
 
 const getJob = `-- name: GetJob :one
-SELECT id, kind, instance, name, epoch, old, applied, created_at FROM dns_jobs WHERE id = ?
+SELECT id, kind, instance, name, epoch, old, applied, created_at, done FROM dns_jobs WHERE id = ?
 `
 
 func (q *Queries) GetJob(ctx context.Context, id string) (DnsJob, error) {
@@ -74,6 +101,7 @@ func (q *Queries) GetJob(ctx context.Context, id string) (DnsJob, error) {
 		&i.Old,
 		&i.Applied,
 		&i.CreatedAt,
+		&i.Done,
 	)
 	return i, err
 }
@@ -87,33 +115,24 @@ func (q *Queries) MarkJobApplied(ctx context.Context, id string) error {
 	return err
 }
 
-const maxQueuedEpoch = `-- name: MaxQueuedEpoch :one
-SELECT CAST(COALESCE(MAX(epoch), 0) AS INTEGER) FROM dns_jobs WHERE instance = ? AND kind = 'activate'
+const markJobDone = `-- name: MarkJobDone :exec
+UPDATE dns_jobs SET done = 1 WHERE id = ?
 `
 
-// The newest activation epoch queued for the instance; 0 when none.
-func (q *Queries) MaxQueuedEpoch(ctx context.Context, instance string) (int64, error) {
-	row := q.db.QueryRowContext(ctx, maxQueuedEpoch, instance)
-	var column_1 int64
-	err := row.Scan(&column_1)
-	return column_1, err
+// This host decided the job's outcome; the event is on its way.
+func (q *Queries) MarkJobDone(ctx context.Context, id string) error {
+	_, err := q.db.ExecContext(ctx, markJobDone, id)
+	return err
 }
 
-const newerActivations = `-- name: NewerActivations :one
-SELECT COUNT(*) FROM dns_jobs WHERE instance = ? AND kind = 'activate' AND epoch > ?
+const markJobSkipped = `-- name: MarkJobSkipped :exec
+UPDATE dns_jobs SET done = 2 WHERE id = ?
 `
 
-type NewerActivationsParams struct {
-	Instance string
-	Epoch    int64
-}
-
-// How many activations of the instance newer than epoch are queued.
-func (q *Queries) NewerActivations(ctx context.Context, arg NewerActivationsParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, newerActivations, arg.Instance, arg.Epoch)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
+// This host found nothing to do for the job: no outcome comes.
+func (q *Queries) MarkJobSkipped(ctx context.Context, id string) error {
+	_, err := q.db.ExecContext(ctx, markJobSkipped, id)
+	return err
 }
 
 const setJobOld = `-- name: SetJobOld :exec

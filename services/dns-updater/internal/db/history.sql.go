@@ -10,8 +10,8 @@ import (
 )
 
 const addHistory = `-- name: AddHistory :one
-INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO dns_history (name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance, job)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING id
 `
 
@@ -27,6 +27,7 @@ type AddHistoryParams struct {
 	VerifiedAfterMs int64
 	Kind            string
 	Instance        string
+	Job             string
 }
 
 func (q *Queries) AddHistory(ctx context.Context, arg AddHistoryParams) (int64, error) {
@@ -42,14 +43,99 @@ func (q *Queries) AddHistory(ctx context.Context, arg AddHistoryParams) (int64, 
 		arg.VerifiedAfterMs,
 		arg.Kind,
 		arg.Instance,
+		arg.Job,
 	)
 	var id int64
 	err := row.Scan(&id)
 	return id, err
 }
 
+const getHistoryByJob = `-- name: GetHistoryByJob :one
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance, job FROM dns_history WHERE job = ? ORDER BY id LIMIT 1
+`
+
+func (q *Queries) GetHistoryByJob(ctx context.Context, job string) (DnsHistory, error) {
+	row := q.db.QueryRowContext(ctx, getHistoryByJob, job)
+	var i DnsHistory
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Type,
+		&i.Old,
+		&i.New,
+		&i.Ttl,
+		&i.Provider,
+		&i.Epoch,
+		&i.At,
+		&i.VerifiedAfterMs,
+		&i.Kind,
+		&i.Instance,
+		&i.Job,
+	)
+	return i, err
+}
+
+const historyAfter = `-- name: HistoryAfter :many
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance, job FROM dns_history WHERE name = ? AND id > ? ORDER BY id
+`
+
+type HistoryAfterParams struct {
+	Name string
+	ID   int64
+}
+
+// The changes of a name recorded after the row id, oldest first.
+func (q *Queries) HistoryAfter(ctx context.Context, arg HistoryAfterParams) ([]DnsHistory, error) {
+	rows, err := q.db.QueryContext(ctx, historyAfter, arg.Name, arg.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DnsHistory{}
+	for rows.Next() {
+		var i DnsHistory
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.Type,
+			&i.Old,
+			&i.New,
+			&i.Ttl,
+			&i.Provider,
+			&i.Epoch,
+			&i.At,
+			&i.VerifiedAfterMs,
+			&i.Kind,
+			&i.Instance,
+			&i.Job,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const lastHistoryID = `-- name: LastHistoryID :one
+SELECT CAST(COALESCE(MAX(id), 0) AS INTEGER) FROM dns_history WHERE name = ?
+`
+
+// The newest change of a name; 0 when none.
+func (q *Queries) LastHistoryID(ctx context.Context, name string) (int64, error) {
+	row := q.db.QueryRowContext(ctx, lastHistoryID, name)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const listHistory = `-- name: ListHistory :many
-SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance FROM dns_history ORDER BY id DESC LIMIT ?
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance, job FROM dns_history ORDER BY id DESC LIMIT ?
 `
 
 // The newest changes first, at most limit of them.
@@ -75,6 +161,7 @@ func (q *Queries) ListHistory(ctx context.Context, limit int64) ([]DnsHistory, e
 			&i.VerifiedAfterMs,
 			&i.Kind,
 			&i.Instance,
+			&i.Job,
 		); err != nil {
 			return nil, err
 		}
@@ -90,7 +177,7 @@ func (q *Queries) ListHistory(ctx context.Context, limit int64) ([]DnsHistory, e
 }
 
 const listHistoryByName = `-- name: ListHistoryByName :many
-SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance FROM dns_history WHERE name = ? ORDER BY id DESC LIMIT ?
+SELECT id, name, type, old, new, ttl, provider, epoch, at, verified_after_ms, kind, instance, job FROM dns_history WHERE name = ? ORDER BY id DESC LIMIT ?
 `
 
 type ListHistoryByNameParams struct {
@@ -120,6 +207,7 @@ func (q *Queries) ListHistoryByName(ctx context.Context, arg ListHistoryByNamePa
 			&i.VerifiedAfterMs,
 			&i.Kind,
 			&i.Instance,
+			&i.Job,
 		); err != nil {
 			return nil, err
 		}
@@ -132,4 +220,18 @@ func (q *Queries) ListHistoryByName(ctx context.Context, arg ListHistoryByNamePa
 		return nil, err
 	}
 	return items, nil
+}
+
+const setVerified = `-- name: SetVerified :exec
+UPDATE dns_history SET verified_after_ms = ? WHERE job = ?
+`
+
+type SetVerifiedParams struct {
+	VerifiedAfterMs int64
+	Job             string
+}
+
+func (q *Queries) SetVerified(ctx context.Context, arg SetVerifiedParams) error {
+	_, err := q.db.ExecContext(ctx, setVerified, arg.VerifiedAfterMs, arg.Job)
+	return err
 }

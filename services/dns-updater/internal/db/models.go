@@ -29,6 +29,7 @@ type DnsHistory struct {
 	VerifiedAfterMs int64
 	Kind            string
 	Instance        string
+	Job             string
 }
 
 type DnsJob struct {
@@ -40,6 +41,7 @@ type DnsJob struct {
 	Old       sql.NullString
 	Applied   int64
 	CreatedAt int64
+	Done      int64
 }
 
 type DnsLowered struct {
@@ -47,6 +49,21 @@ type DnsLowered struct {
 	Ttl      int64
 	Epoch    int64
 	Since    int64
+}
+
+type DnsPending struct {
+	ID        string
+	Seq       int64
+	Kind      string
+	Instance  string
+	Name      string
+	Type      string
+	Value     string
+	Ttl       int64
+	Epoch     int64
+	Old       sql.NullString
+	Zoned     int64
+	CreatedAt int64
 }
 
 type DnsRecord struct {

@@ -56,6 +56,45 @@ func (q *Queries) InsertRecord(ctx context.Context, arg InsertRecordParams) erro
 	return err
 }
 
+const listRRset = `-- name: ListRRset :many
+SELECT zone, name, type, value, ttl FROM dns_records WHERE zone = ? AND name = ? AND type = ? ORDER BY value
+`
+
+type ListRRsetParams struct {
+	Zone string
+	Name string
+	Type string
+}
+
+func (q *Queries) ListRRset(ctx context.Context, arg ListRRsetParams) ([]DnsRecord, error) {
+	rows, err := q.db.QueryContext(ctx, listRRset, arg.Zone, arg.Name, arg.Type)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DnsRecord{}
+	for rows.Next() {
+		var i DnsRecord
+		if err := rows.Scan(
+			&i.Zone,
+			&i.Name,
+			&i.Type,
+			&i.Value,
+			&i.Ttl,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listRecords = `-- name: ListRecords :many
 SELECT zone, name, type, value, ttl FROM dns_records WHERE zone = ? ORDER BY name, type, value
 `

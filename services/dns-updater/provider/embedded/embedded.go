@@ -5,9 +5,12 @@
 // change bumps the SOA serial in the same transaction.
 //
 // The SQLite tables are the zone's truth, written through the service's
-// store (store.DB.Update, so nothing bypasses its single writer); the
-// server answers from an in-memory copy rebuilt after each change, so a
-// query never waits on the database.
+// store (Set in a transaction of its own, Apply in the caller's, so
+// nothing bypasses its single writer); the server answers from an
+// in-memory copy rebuilt after each commit, so a query never waits on the
+// database. dns-updater applies its changes with Apply while it applies
+// the events that ask for them, so that every host's server answers the
+// same zone.
 package embedded
 
 import (
@@ -67,8 +70,11 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu   sync.Mutex // serialises changes and snapshot rebuilds
+	mu   sync.Mutex // serialises snapshot rebuilds, each from the newest committed zone; guards overlay
 	snap atomic.Pointer[snapshot]
+	// overlay are record sets served in place of the database's (see
+	// Overlay), by name and type.
+	overlay map[rrset][]provider.Record
 
 	addr     atomic.Value // string: the address listened on, once started
 	udp, tcp *dns.Server
@@ -208,8 +214,14 @@ func (s *Server) load(ctx context.Context, q *db.Queries, file *Zone) (loaded in
 	return len(records), serial, nil
 }
 
-// reload rebuilds the in-memory copy the server answers from.
+// rrset names a record set.
+type rrset struct{ name, typ string }
+
+// reload rebuilds the in-memory copy the server answers from: the
+// database's zone, with the overlaid record sets in place of its own.
 func (s *Server) reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	z, err := s.q.GetZone(ctx, s.zone)
 	if err != nil {
 		return fmt.Errorf("read zone %s: %w", s.zone, err)
@@ -217,6 +229,20 @@ func (s *Server) reload(ctx context.Context) error {
 	rows, err := s.q.ListRecords(ctx, s.zone)
 	if err != nil {
 		return fmt.Errorf("read zone %s: %w", s.zone, err)
+	}
+	if len(s.overlay) > 0 {
+		kept := rows[:0:0]
+		for _, r := range rows {
+			if _, over := s.overlay[rrset{r.Name, r.Type}]; !over {
+				kept = append(kept, r)
+			}
+		}
+		for _, rs := range s.overlay {
+			for _, r := range rs {
+				kept = append(kept, db.DnsRecord{Zone: s.zone, Name: r.Name, Type: r.Type, Value: r.Value, Ttl: int64(r.TTL)})
+			}
+		}
+		rows = kept
 	}
 	snap, err := newSnapshot(z, rows)
 	if err != nil {
@@ -262,19 +288,18 @@ func (s *Server) Get(ctx context.Context, name, rtype string) ([]provider.Record
 }
 
 // Set replaces the record set of rs's name and type, bumps the serial, and
-// serves the change once the transaction has committed.
+// serves the change once the transaction has committed. It writes in a
+// transaction of its own; Apply writes in the caller's.
 func (s *Server) Set(ctx context.Context, rs []provider.Record) error {
 	rs, err := provider.ValidateSet(s.zone, s.opts.Owned, rs)
 	if err != nil {
 		return fmt.Errorf("embedded: set: %w", err)
 	}
 	name, rtype := rs[0].Name, rs[0].Type
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var serial int64
 	var setErr error
 	err = s.db.Update(ctx, func(tx *store.Tx) error {
-		serial, setErr = s.set(ctx, db.New(tx), name, rtype, rs)
+		serial, setErr = s.set(ctx, db.New(tx), name, rtype, rs, time.Now())
 		return setErr
 	})
 	switch {
@@ -286,6 +311,7 @@ func (s *Server) Set(ctx context.Context, rs []provider.Record) error {
 	// Rebuilding after the commit means a query never sees a change the
 	// database could still lose; it runs even when ctx ends now, since the
 	// change is committed.
+	s.dropOverlay(name, rtype)
 	if err := s.reload(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("embedded: set %s %s: committed, but serving it failed: %w", name, rtype, err)
 	}
@@ -294,20 +320,148 @@ func (s *Server) Set(ctx context.Context, rs []provider.Record) error {
 	return nil
 }
 
-// set replaces the record set in q's transaction and bumps the serial,
-// which it returns.
-func (s *Server) set(ctx context.Context, q *db.Queries, name, rtype string, rs []provider.Record) (int64, error) {
+// Apply replaces the record set of rs's name and type in tx, the caller's
+// transaction, and bumps the serial, dating the zone's change at; the
+// server answers the change once tx has committed. It is how a handler
+// that applies an event changes the zone, the same way on every host: it
+// reads no clock and touches no file or network (the server's in-memory
+// copy is rebuilt by tx.AfterCommit). A change that cannot be made (a
+// value that is not of its type, a name not owned or outside the zone, a
+// CNAME beside other data) fails wrapping provider.ErrInvalidValue,
+// ErrNotOwned or ErrOutsideZone, before anything is written.
+func (s *Server) Apply(ctx context.Context, tx *store.Tx, rs []provider.Record, at time.Time) error {
+	rs, err := provider.ValidateSet(s.zone, s.opts.Owned, rs)
+	if err != nil {
+		return fmt.Errorf("embedded: set: %w", err)
+	}
+	name, rtype := rs[0].Name, rs[0].Type
+	serial, err := s.set(ctx, db.New(tx), name, rtype, rs, at)
+	if err != nil {
+		return err
+	}
+	tx.AfterCommit(func() {
+		s.dropOverlay(name, rtype)
+		s.reloadCommitted()
+	})
+	s.log.InfoContext(ctx, "dns record set", slog.String("name", name), slog.String("type", rtype),
+		slog.Any("values", provider.Values(rs)), slog.Uint64("ttl", uint64(rs[0].TTL)), slog.Int64("serial", serial))
+	return nil
+}
+
+// Check says whether Apply would accept rs given the zone the database
+// holds now, without changing it.
+func (s *Server) Check(ctx context.Context, rs []provider.Record) error {
+	rs, err := provider.ValidateSet(s.zone, s.opts.Owned, rs)
+	if err != nil {
+		return fmt.Errorf("embedded: set: %w", err)
+	}
+	return s.conflicts(ctx, s.q, rs[0].Name, rs[0].Type)
+}
+
+// Overlay serves rs in place of the record set of their name and type
+// without writing it to the database, until a change of that record set
+// commits (Set or Apply) or DropOverlay removes it. It is what a change
+// looks like to this server's clients before it is recorded: dns-updater's
+// leader serves a set by hand this way while it verifies it, before the
+// event that every host applies it from. Overlay refuses what Apply would.
+func (s *Server) Overlay(ctx context.Context, rs []provider.Record) error {
+	rs, err := provider.ValidateSet(s.zone, s.opts.Owned, rs)
+	if err != nil {
+		return fmt.Errorf("embedded: set: %w", err)
+	}
+	if err := s.conflicts(ctx, s.q, rs[0].Name, rs[0].Type); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.overlay == nil {
+		s.overlay = map[rrset][]provider.Record{}
+	}
+	s.overlay[rrset{rs[0].Name, rs[0].Type}] = rs
+	s.mu.Unlock()
+	return s.Reload(ctx)
+}
+
+// DropOverlay serves the database's record set of name and rtype again.
+func (s *Server) DropOverlay(ctx context.Context, name, rtype string) error {
+	if !s.dropOverlay(provider.CanonicalName(name), strings.ToUpper(rtype)) {
+		return nil
+	}
+	return s.Reload(ctx)
+}
+
+// DropOverlayOf serves the database's record set of rs's name and type
+// again if the overlay in its place is still rs.
+func (s *Server) DropOverlayOf(ctx context.Context, rs []provider.Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	k := rrset{provider.CanonicalName(rs[0].Name), strings.ToUpper(rs[0].Type)}
+	s.mu.Lock()
+	cur, ok := s.overlay[k]
+	same := ok && slices.EqualFunc(cur, rs, func(a, b provider.Record) bool { return a.Value == b.Value && a.TTL == b.TTL })
+	if same {
+		delete(s.overlay, k)
+	}
+	s.mu.Unlock()
+	if !same {
+		return nil
+	}
+	return s.Reload(ctx)
+}
+
+// dropOverlay forgets the overlay of a record set; it says whether there
+// was one.
+func (s *Server) dropOverlay(name, rtype string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := rrset{name, rtype}
+	_, ok := s.overlay[k]
+	delete(s.overlay, k)
+	return ok
+}
+
+// Reload rebuilds what the server answers from the database: after the
+// database was changed other than through Set or Apply (a snapshot of a
+// peer's state loaded in its place).
+func (s *Server) Reload(ctx context.Context) error {
+	if err := s.reload(ctx); err != nil {
+		return fmt.Errorf("embedded: %w", err)
+	}
+	return nil
+}
+
+// reloadCommitted serves what a committed Apply wrote. A failure to read
+// the zone back leaves the previous copy served; the next change or
+// Reload serves it.
+func (s *Server) reloadCommitted() {
+	if err := s.reload(context.Background()); err != nil {
+		s.log.Error("the zone changed, but serving the change failed", slog.String("error", err.Error()))
+	}
+}
+
+// conflicts refuses a record set of rtype at name beside records of
+// other types when one of them is a CNAME, and a CNAME at the apex.
+func (s *Server) conflicts(ctx context.Context, q *db.Queries, name, rtype string) error {
 	types, err := q.ListTypesAt(ctx, db.ListTypesAtParams{Zone: s.zone, Name: name})
 	if err != nil {
-		return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
+		return fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
 	}
 	for _, t := range types {
 		if t != rtype && (t == "CNAME" || rtype == "CNAME") {
-			return 0, fmt.Errorf("embedded: set: %w: %s already has %s records, and a CNAME must be alone at its name", provider.ErrInvalidValue, name, t)
+			return fmt.Errorf("embedded: set: %w: %s already has %s records, and a CNAME must be alone at its name", provider.ErrInvalidValue, name, t)
 		}
 	}
 	if rtype == "CNAME" && name == s.zone {
-		return 0, fmt.Errorf("embedded: set: %w: the zone's apex %s holds SOA and NS, so it cannot be a CNAME", provider.ErrInvalidValue, name)
+		return fmt.Errorf("embedded: set: %w: the zone's apex %s holds SOA and NS, so it cannot be a CNAME", provider.ErrInvalidValue, name)
+	}
+	return nil
+}
+
+// set replaces the record set in q's transaction and bumps the serial,
+// dating the change at, and returns the new serial.
+func (s *Server) set(ctx context.Context, q *db.Queries, name, rtype string, rs []provider.Record, at time.Time) (int64, error) {
+	if err := s.conflicts(ctx, q, name, rtype); err != nil {
+		return 0, err
 	}
 	if err := q.DeleteRRset(ctx, db.DeleteRRsetParams{Zone: s.zone, Name: name, Type: rtype}); err != nil {
 		return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
@@ -317,7 +471,7 @@ func (s *Server) set(ctx context.Context, q *db.Queries, name, rtype string, rs 
 			return 0, fmt.Errorf("embedded: set %s %s: %w", name, rtype, err)
 		}
 	}
-	serial, err := q.BumpSerial(ctx, db.BumpSerialParams{UpdatedAt: time.Now().UnixMilli(), Zone: s.zone})
+	serial, err := q.BumpSerial(ctx, db.BumpSerialParams{UpdatedAt: at.UnixMilli(), Zone: s.zone})
 	if err != nil {
 		return 0, fmt.Errorf("embedded: set %s %s: serial: %w", name, rtype, err)
 	}

@@ -601,3 +601,92 @@ func TestHistoryAndEpochQueries(t *testing.T) {
 		t.Fatalf("epoch %+v (%v), want 7", e, err)
 	}
 }
+
+// TestApplyInTheCallersTransaction: Apply changes the zone in the
+// caller's transaction, dated as told, and the server answers it once
+// that commits, not before; a rolled back Apply is never served.
+func TestApplyInTheCallersTransaction(t *testing.T) {
+	sqldb := openDB(t)
+	s := start(t, sqldb, zoneFile)
+	before := serialOf(t, s.Addr())
+	rs := []provider.Record{{Name: "www.example.test.", Type: "A", Value: "192.0.2.60", TTL: 30}}
+	at := time.UnixMilli(1_700_000_000_000)
+	rolledBack := errors.New("rolled back")
+	err := sqldb.Update(t.Context(), func(tx *store.Tx) error {
+		if err := s.Apply(t.Context(), tx, rs, at); err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(t.Context(), "www.example.test.", "A"); len(got) == 1 && got[0].Value == "192.0.2.60" {
+		t.Fatal("a rolled back Apply is served")
+	}
+	if err := sqldb.Update(t.Context(), func(tx *store.Tx) error {
+		if err := s.Apply(t.Context(), tx, rs, at); err != nil {
+			return err
+		}
+		if got, _ := s.Get(t.Context(), "www.example.test.", "A"); len(got) == 1 && got[0].Value == "192.0.2.60" {
+			t.Error("an Apply is served before its transaction commits")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(t.Context(), "www.example.test.", "A"); err != nil || !slices.Equal(got, rs) {
+		t.Fatalf("after the commit www = %v (%v), want %v", got, err, rs)
+	}
+	z, err := db.New(sqldb.R).GetZone(t.Context(), zone)
+	if err != nil || z.Serial != int64(before+1) || z.UpdatedAt != at.UnixMilli() {
+		t.Fatalf("zone %+v (%v), want serial %d dated %d", z, err, before+1, at.UnixMilli())
+	}
+	bad := []provider.Record{{Name: "keep.example.test.", Type: "A", Value: "192.0.2.61", TTL: 30}}
+	err = sqldb.Update(t.Context(), func(tx *store.Tx) error { return s.Apply(t.Context(), tx, bad, at) })
+	if !errors.Is(err, provider.ErrNotOwned) {
+		t.Fatalf("Apply of a name not owned: %v, want ErrNotOwned", err)
+	}
+}
+
+// TestOverlayIsServedUntilTheRecordSetChanges: an overlay is answered in
+// place of the database's record set, which it does not change, until a
+// change of that record set commits or it is dropped.
+func TestOverlayIsServedUntilTheRecordSetChanges(t *testing.T) {
+	sqldb := openDB(t)
+	s := start(t, sqldb, zoneFile)
+	www := "www.example.test."
+	orig, err := s.Get(t.Context(), www, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := []provider.Record{{Name: www, Type: "A", Value: "192.0.2.70", TTL: 30}}
+	if err := s.Overlay(t.Context(), over); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(t.Context(), www, "A"); err != nil || !slices.Equal(got, over) {
+		t.Fatalf("with the overlay www = %v (%v), want %v", got, err, over)
+	}
+	if rows, err := db.New(sqldb.R).ListRRset(t.Context(), db.ListRRsetParams{Zone: zone, Name: www, Type: "A"}); err != nil || len(rows) != 1 || rows[0].Value != orig[0].Value {
+		t.Fatalf("the database holds %+v (%v); an overlay writes nothing", rows, err)
+	}
+	if err := s.DropOverlay(t.Context(), www, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(t.Context(), www, "A"); !slices.Equal(got, orig) {
+		t.Fatalf("after DropOverlay www = %v, want %v", got, orig)
+	}
+	if err := s.Overlay(t.Context(), over); err != nil {
+		t.Fatal(err)
+	}
+	set := []provider.Record{{Name: www, Type: "A", Value: "192.0.2.71", TTL: 30}}
+	if err := sqldb.Update(t.Context(), func(tx *store.Tx) error { return s.Apply(t.Context(), tx, set, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(t.Context(), www, "A"); !slices.Equal(got, set) {
+		t.Fatalf("after an Apply www = %v, want %v: a committed change replaces the overlay", got, set)
+	}
+	if err := s.Overlay(t.Context(), []provider.Record{{Name: "keep.example.test.", Type: "A", Value: "192.0.2.72", TTL: 30}}); !errors.Is(err, provider.ErrNotOwned) {
+		t.Fatalf("Overlay of a name not owned: %v, want ErrNotOwned", err)
+	}
+}
