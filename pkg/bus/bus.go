@@ -16,11 +16,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -124,6 +127,7 @@ type Bus struct {
 	Server *server.Server // nil for an external cluster
 	opts   Options
 	closed chan struct{} // closed by the connection's ClosedHandler
+	routes *natsLogger   // the embedded server's; nil for an external cluster
 }
 
 // Replicas is the replication of the streams, and of the buckets services
@@ -140,11 +144,11 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{opts: opts, closed: make(chan struct{})}
 	var urls string
 	if len(opts.URLs) == 0 {
-		ns, err := StartEmbedded(opts)
+		ns, nl, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		b.Server = ns
+		b.Server, b.routes = ns, nl
 		urls = ns.ClientURL()
 	} else {
 		urls = strings.Join(opts.URLs, ",")
@@ -195,19 +199,29 @@ func (b *Bus) ClientURL() string {
 // StartEmbedded starts a JetStream-enabled NATS server on opts.Listen with its
 // file store under opts.DataDir/nats.
 func StartEmbedded(opts Options) (*server.Server, error) {
+	ns, _, err := startEmbedded(opts)
+	return ns, err
+}
+
+// startEmbedded is StartEmbedded, also returning the server's logger, which
+// knows why routes to peers fail.
+func startEmbedded(opts Options) (*server.Server, *natsLogger, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	host, portStr, err := net.SplitHostPort(opts.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("bus: embedded NATS listen address %q: %w (want host:port, e.g. 127.0.0.1:4222)", opts.Listen, err)
+		return nil, nil, fmt.Errorf("bus: embedded NATS listen address %q: %w (want host:port, e.g. 127.0.0.1:4222)", opts.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("bus: embedded NATS listen port %q is not a number", portStr)
+		return nil, nil, fmt.Errorf("bus: embedded NATS listen port %q is not a number", portStr)
 	}
 	if port != server.RANDOM_PORT {
 		// nats-server only logs a failed bind; check first so the operator
 		// is told which port is taken and how to change it.
 		if err := portFree(opts.Listen); err != nil {
-			return nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
+			return nil, nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
 		}
 	}
 	name := opts.ServerName
@@ -219,18 +233,25 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 	if c := opts.Cluster; c.Listen != "" {
 		chost, cport, err := splitPort(c.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("bus: cluster listen address %q: %w (want host:port, e.g. 10.0.0.1:6222; set it with --cluster-listen or nats.cluster.listen)", c.Listen, err)
+			return nil, nil, fmt.Errorf("bus: cluster listen address %q: %w (want host:port, e.g. 10.0.0.1:6222; set it with --cluster-listen or nats.cluster.listen)", c.Listen, err)
 		}
 		if err := portFree(c.Listen); err != nil {
-			return nil, fmt.Errorf("bus: embedded NATS cannot listen for its cluster on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --cluster-listen (or nats.cluster.listen in the config)", c.Listen, err)
+			return nil, nil, fmt.Errorf("bus: embedded NATS cannot listen for its cluster on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --cluster-listen (or nats.cluster.listen in the config)", c.Listen, err)
 		}
-		cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport}
+		cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport, ConnectBackoff: true}
 		if cluster.Name == "" {
 			cluster.Name = "lifeboat"
 		}
+		if strings.ContainsFunc(cluster.Name, unicode.IsSpace) || cluster.Name == "_" {
+			return nil, nil, fmt.Errorf("bus: cluster name %q: NATS refuses a name with spaces (and the name \"_\"); choose another with --cluster-name (or nats.cluster.name in the config), the same on every host", cluster.Name)
+		}
 		for _, p := range c.otherPeers() {
-			if _, _, err := splitPort(p); err != nil {
-				return nil, fmt.Errorf("bus: cluster peer %q: %w (want host:port of a peer's --cluster-listen; set them with --peers or nats.cluster.peers)", p, err)
+			host, port, err := splitPort(p)
+			if err == nil && (host == "" || port == 0) {
+				err = errors.New("names no host or port")
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("bus: cluster peer %q: %w (want host:port of a peer's --cluster-listen, e.g. 10.0.0.2:6222; set them with --peers or nats.cluster.peers)", p, err)
 			}
 			routes = append(routes, &url.URL{Scheme: "nats-route", Host: p})
 		}
@@ -243,24 +264,28 @@ func StartEmbedded(opts Options) (*server.Server, error) {
 		StoreDir:   filepath.Join(opts.DataDir, "nats"),
 		NoSigs:     true,
 		// Routes to peers that are down or do not resolve yet are retried
-		// by the server for as long as it runs, each failure logged.
-		Cluster: cluster,
-		Routes:  routes,
+		// by the server for as long as it runs, with backoff (1 s doubling
+		// to 30 s); every failure reaches natsLogger, which says which
+		// peer, why and what to do at most every routeLogEvery per peer.
+		Cluster:             cluster,
+		Routes:              routes,
+		ConnectErrorReports: 1,
 		// Keep lifeboat's streams within what one machine can hold.
 		JetStreamMaxStore:  -1,
 		JetStreamMaxMemory: -1,
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, fmt.Errorf("bus: embedded NATS: %w", err)
+		return nil, nil, fmt.Errorf("bus: embedded NATS: %w", err)
 	}
-	ns.SetLoggerV2(&natsLogger{l: opts.Logger.With("component", "nats-server")}, false, false, false)
+	nl := newNATSLogger(opts.Logger.With("component", "nats-server"), cluster.Name, opts.Cluster.otherPeers())
+	ns.SetLoggerV2(nl, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
+		return nil, nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
 	}
-	return ns, nil
+	return ns, nl, nil
 }
 
 // splitPort splits host:port with a numeric port.
@@ -363,13 +388,231 @@ func tlsConfig(opts Options) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// routeLogEvery is how often at most lifeboat logs a failing route to one
+// peer: the server retries every second at first, doubling to 30 s.
+const routeLogEvery = 5 * time.Second
+
+// routeConnErr is the format of nats-server's failed route dial (a peer
+// that does not answer or does not resolve); its arguments are the attempt
+// and the error.
+const routeConnErr = "Error trying to connect to route (attempt %v): %v"
+
+// nameConflict is nats-server's refusal of a route between clusters of
+// different names, logged by the node that refused it ("<addr> - rid:N -
+// Rejecting ...") and by the one refused ("<addr> - rid:N - Route Error
+// 'Rejecting ...'").
+var nameConflict = regexp.MustCompile(`^(\S+) - rid:\d+ - (?:.* - )?(Route Error ')?Rejecting connection, cluster name "([^"]*)" does not match "([^"]*)"`)
+
 // natsLogger routes nats-server's log lines to slog. Fatalf must not exit
-// the process: lifeboat reports the failure itself.
-type natsLogger struct{ l *slog.Logger }
+// the process: lifeboat reports the failure itself. The server's lines
+// about routes to peers are replaced by lifeboat's own, which say which
+// peer, why and what to do, at most every routeLogEvery per peer: a peer
+// that does not answer or does not resolve (warn), a peer of another
+// cluster name (error). The server keeps retrying both.
+type natsLogger struct {
+	l       *slog.Logger
+	cluster string   // this node's cluster name
+	peers   []string // the configured peers, host:port
+	every   time.Duration
+
+	mu       sync.Mutex
+	last     map[string]time.Time // by peer: when its failure was last logged
+	problems map[string]peerProblem
+	names    map[string]string // a dialled address → the configured peer it is
+}
+
+// peerProblem is the last failure of the route to a peer.
+type peerProblem struct {
+	why string
+	at  time.Time
+}
+
+func newNATSLogger(l *slog.Logger, cluster string, peers []string) *natsLogger {
+	return &natsLogger{l: l, cluster: cluster, peers: peers, every: routeLogEvery,
+		last: map[string]time.Time{}, problems: map[string]peerProblem{}, names: map[string]string{}}
+}
 
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Tracef(format string, v ...any)  {}
+
+func (n *natsLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if msg == "Waiting for routing to be established..." {
+		// Said better, with the peers, by the route lines and by
+		// provisioning's "waiting for the JetStream cluster".
+		n.l.Debug(msg)
+		return
+	}
+	n.l.Warn(msg)
+}
+
+func (n *natsLogger) Errorf(format string, v ...any) {
+	if format == routeConnErr && len(v) == 2 {
+		n.routeFailed(v[0], v[1])
+		return
+	}
+	msg := fmt.Sprintf(format, v...)
+	if m := nameConflict.FindStringSubmatch(msg); m != nil {
+		n.nameConflict(m[1], m[2] != "", m[3], m[4], msg)
+		return
+	}
+	if strings.HasSuffix(msg, " - "+server.ErrClusterNameRemoteConflict.Error()) {
+		n.l.Debug(msg) // the refusal above, again
+		return
+	}
+	n.l.Error(msg)
+}
+
+// routeFailed logs a failed dial of a route: which peer, why, what to do.
+func (n *natsLogger) routeFailed(attempt, e any) {
+	err, ok := e.(error)
+	if !ok {
+		err = fmt.Errorf("%v", e)
+	}
+	addr, why, fix := "", "cannot connect to it", "check that the host is up and that its cluster port is open to this host, or correct --peers (nats.cluster.peers)"
+	var op *net.OpError
+	refused := false
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, `lookup for host "`):
+		addr, _, _ = strings.Cut(strings.TrimPrefix(msg, `lookup for host "`), `"`)
+		why, fix = "its host name does not resolve", "correct the host name in --peers (nats.cluster.peers), or add it to DNS or /etc/hosts"
+	case errors.As(err, &op) && op.Addr != nil:
+		addr = op.Addr.String()
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			why, refused = "nothing listens on that address (connection refused)", true
+		case op.Timeout():
+			why = "it does not answer (timed out): the host is down, unreachable, or a firewall drops the port"
+		}
+	}
+	peer := n.peerFor(addr)
+	if refused {
+		fix = "start `lifeboat up` on that host with --cluster-listen " + peer + ", or correct --peers (nats.cluster.peers)"
+	}
+	if !n.due(peer, why) {
+		return
+	}
+	n.l.Warn(fmt.Sprintf("cluster peer %s: %s; retrying with backoff", peer, why),
+		slog.String("peer", peer), slog.String("error", err.Error()), slog.Any("attempt", attempt), slog.String("fix", fix))
+}
+
+// nameConflict logs a route refused because the two nodes' cluster names
+// differ. addr is the remote end of the connection: the peer's route
+// address when this node dialled it, else the peer's address and a port
+// of its own.
+func (n *natsLogger) nameConflict(addr string, dialled bool, a, b, raw string) {
+	theirs := a
+	if theirs == n.cluster {
+		theirs = b
+	}
+	peer := n.peerFor(addr)
+	if !dialled {
+		peer = n.peerAt(addr)
+	}
+	why := fmt.Sprintf("its cluster name is %q, this node's %q", theirs, n.cluster)
+	if !n.due(peer, why) {
+		n.l.Debug(raw)
+		return
+	}
+	n.l.Error(fmt.Sprintf("cluster name mismatch: this node's cluster is %q, %s's is %q, so NATS refuses the route between them (retrying meanwhile); give every host the same --cluster-name (nats.cluster.name in lifeboat.yaml) and restart the one that differs", n.cluster, peer, theirs),
+		slog.String("peer", peer), slog.String("cluster", n.cluster), slog.String("peer_cluster", theirs))
+}
+
+// due records the problem of peer and says whether it is to be logged:
+// at most once per n.every per peer.
+func (n *natsLogger) due(peer, why string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := time.Now()
+	n.problems[peer] = peerProblem{why: why, at: now}
+	if now.Sub(n.last[peer]) < n.every {
+		return false
+	}
+	n.last[peer] = now
+	return true
+}
+
+// recentProblems says, for a log line, why routes failed within the last
+// minute, peer by peer.
+func (n *natsLogger) recentProblems() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for peer, p := range n.problems {
+		if time.Since(p.at) < time.Minute {
+			out = append(out, peer+": "+p.why)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}
+
+// peerFor names the configured peer that addr (host:port dialled, or a
+// host name that did not resolve) is, or addr itself for one the cluster
+// told about (a peer's peer).
+func (n *natsLogger) peerFor(addr string) string {
+	if addr == "" {
+		return "(unknown address)"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = addr, ""
+	}
+	var byName []string
+	for _, p := range n.peers {
+		ph, pp, _ := net.SplitHostPort(p)
+		if p == addr || ph == host && (port == "" || pp == port) {
+			return p
+		}
+		if net.ParseIP(ph) == nil && pp == port {
+			byName = append(byName, p)
+		}
+	}
+	if len(byName) == 0 {
+		return addr
+	}
+	n.mu.Lock()
+	name, ok := n.names[addr]
+	n.mu.Unlock()
+	if ok {
+		return name
+	}
+	// A peer given by name was dialled at one of its addresses.
+	name = addr
+	for _, p := range byName {
+		ph, _, _ := net.SplitHostPort(p)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ips, _ := net.DefaultResolver.LookupHost(ctx, ph)
+		cancel()
+		if slices.Contains(ips, host) {
+			name = p
+			break
+		}
+	}
+	n.mu.Lock()
+	n.names[addr] = name
+	n.mu.Unlock()
+	return name
+}
+
+// peerAt names the peer behind a connection that peer opened from addr
+// (its IP and a port of its own): the configured peer on that IP when
+// there is exactly one, else "the node at IP".
+func (n *natsLogger) peerAt(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	var found []string
+	for _, p := range n.peers {
+		if ph, _, _ := net.SplitHostPort(p); ph == host {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 1 {
+		return found[0]
+	}
+	return "the node at " + host
+}

@@ -79,13 +79,20 @@ func RetryForming(ctx context.Context, log *slog.Logger, state func() string, wh
 // died, with backoff, and logging what is awaited (state) every few
 // seconds.
 func retryForming(ctx context.Context, log *slog.Logger, state func() string, what string, op func(ctx context.Context) error) error {
-	wait, said := 100*time.Millisecond, time.Now()
+	// A request into a cluster that has just formed can be lost without
+	// an answer (the API's interest is still spreading over the routes):
+	// the first attempts wait for less, then up to 5 s.
+	wait, said, timeout := 100*time.Millisecond, time.Now(), time.Second
 	for {
-		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		octx, cancel := context.WithTimeout(ctx, timeout)
+		timeout = min(2*timeout, 5*time.Second)
 		err := op(octx)
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("bus: %s: gave up waiting for the JetStream cluster (%s): %w", what, state(), err)
 		}
 		if !forming(err) {
 			return fmt.Errorf("bus: %s: %w", what, err)
@@ -142,7 +149,116 @@ func (b *Bus) clusterState() string {
 	if b.Server.JetStreamIsCurrent() {
 		meta = "JetStream meta group current"
 	}
-	return fmt.Sprintf("%d of %d peers connected, %s; every peer must run lifeboat up with --cluster-listen and --peers naming the others", len(peers), want-1, meta)
+	if len(peers) >= want-1 {
+		return fmt.Sprintf("%d of %d peers connected, %s", len(peers), want-1, meta)
+	}
+	why := ""
+	if b.routes != nil {
+		if p := b.routes.recentProblems(); p != "" {
+			why = " (" + p + ")"
+		}
+	}
+	return fmt.Sprintf("%d of %d peers connected%s, %s; every peer must run lifeboat up with --cluster-listen and --peers naming the others", len(peers), want-1, why, meta)
+}
+
+// ErrNoQuorum is what a JetStream request or publish met when it went
+// unanswered because the cluster, or the stream's replicas, have no
+// majority running: a *NoQuorumError is it (errors.Is).
+var ErrNoQuorum = errors.New("JetStream has no quorum: a majority of the cluster's nodes must run")
+
+// NoQuorumError is an unanswered JetStream request or publish explained:
+// the meta group (Stream empty) or Stream's replicas have no quorum.
+type NoQuorumError struct {
+	// Stream is the stream without a quorum; empty when the whole
+	// cluster has none.
+	Stream string
+	// Reachable of Replicas are the stream's replicas heard from lately
+	// (0 of 0 when the stream did not answer).
+	Reachable, Replicas int
+	// Err is the request's own error (a timeout, no responders).
+	Err error
+}
+
+func (e *NoQuorumError) Error() string {
+	which := ""
+	switch {
+	case e.Replicas > 0:
+		which = fmt.Sprintf(" (stream %s: %d of its %d replicas reachable, a majority must be)", e.Stream, e.Reachable, e.Replicas)
+	case e.Stream != "":
+		which = fmt.Sprintf(" (stream %s has no leader to answer)", e.Stream)
+	}
+	return fmt.Sprintf("%v%s; `lifeboat status` shows which run, and nothing is stored until a majority is back: %v", ErrNoQuorum, which, e.Err)
+}
+
+func (e *NoQuorumError) Unwrap() error { return e.Err }
+
+// Is makes a NoQuorumError ErrNoQuorum.
+func (e *NoQuorumError) Is(target error) bool { return target == ErrNoQuorum }
+
+// replicaSilence is how long a stream's leader may not have heard from a
+// replica before ExplainUnavailable counts it unreachable (Raft
+// heartbeats every second).
+const replicaSilence = 3 * time.Second
+
+// ExplainUnavailable says why a request or a publish on subject (may be
+// empty) went unanswered: when err is a timeout, no responders or no
+// response from the stream, it asks JetStream (for up to 2 s, also after
+// ctx ended) whether the cluster, or the stream holding subject, has a
+// quorum, and returns a *NoQuorumError when not. Any other error, or one
+// JetStream can explain otherwise, is returned as it is.
+func ExplainUnavailable(ctx context.Context, js jetstream.JetStream, subject string, err error) error {
+	if err == nil || !unanswered(err) || errors.Is(err, ErrNoQuorum) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, aerr := js.AccountInfo(ctx); aerr != nil {
+		var apiErr *jetstream.APIError
+		if unanswered(aerr) || errors.As(aerr, &apiErr) && apiErr.ErrorCode == 10008 {
+			return &NoQuorumError{Err: err}
+		}
+		return err
+	}
+	if subject == "" {
+		return err
+	}
+	name, serr := js.StreamNameBySubject(ctx, subject)
+	if serr != nil {
+		return err
+	}
+	var info *jetstream.StreamInfo
+	s, serr := js.Stream(ctx, name)
+	if serr == nil {
+		info, serr = s.Info(ctx)
+	}
+	switch {
+	case serr != nil && unanswered(serr):
+		return &NoQuorumError{Stream: name, Err: err}
+	case serr != nil || info.Cluster == nil || len(info.Cluster.Replicas) == 0:
+		return err // one replica, or another story
+	}
+	// A leader that lost its followers still answers for a while: count
+	// the replicas it hears from.
+	replicas, reachable := len(info.Cluster.Replicas), 0
+	if info.Cluster.Leader != "" {
+		replicas++
+		reachable++
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Offline && r.Active < replicaSilence {
+			reachable++
+		}
+	}
+	if info.Cluster.Leader != "" && reachable > replicas/2 {
+		return err // a quorum: only slow
+	}
+	return &NoQuorumError{Stream: name, Reachable: reachable, Replicas: replicas, Err: err}
+}
+
+// unanswered says whether err is a request nobody answered in time.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // StreamFor names the stream that holds subject.
