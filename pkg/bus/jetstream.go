@@ -69,9 +69,9 @@ func (p *Publisher) Publish(ctx context.Context, envs ...Envelope) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("bus: publish %s: %w", envs[i].Subject, err)
+			return fmt.Errorf("bus: publish %s: %w", envs[i].Subject, ExplainUnavailable(context.WithoutCancel(ctx), p.js, envs[i].Subject, err))
 		case <-ctx.Done():
-			return fmt.Errorf("bus: publish %s: no PubAck: %w", envs[i].Subject, ctx.Err())
+			return fmt.Errorf("bus: publish %s: no PubAck: %w", envs[i].Subject, ExplainUnavailable(context.WithoutCancel(ctx), p.js, envs[i].Subject, ctx.Err()))
 		}
 	}
 	return nil

@@ -133,6 +133,9 @@ func Publish(ctx context.Context, js jetstream.JetStream, env bus.Envelope) (*je
 	msg := &nats.Msg{Subject: env.Subject, Header: nats.Header(maps.Clone(env.Header)), Data: env.Body}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(env.ID))
 	if err != nil {
+		if err = bus.ExplainUnavailable(ctx, js, env.Subject, err); errors.Is(err, bus.ErrNoQuorum) {
+			return nil, fmt.Errorf("publish %s: %w", env.Subject, err)
+		}
 		return nil, fmt.Errorf("publish %s: %w (is `lifeboat up` running? its streams hold commands and events)", env.Subject, err)
 	}
 	return ack, nil
