@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/hosttest"
 	"lifeboat.dev/pkg/testtool"
 )
@@ -32,10 +34,13 @@ func streamInfo(t *testing.T, h *hosttest.Host, stream string) (*jetstream.Strea
 
 // TestThreeHostsFormOneClusterAndSurviveAnyKill: three `lifeboat up`
 // processes form one cluster with R3 streams; after kill -9 of any one,
-// the other two still take events; restarted from its data directory, the
-// killed host rejoins and holds every event again.
+// the other two still take events and still decide (a survivor leads
+// dns-updater and reconciles); restarted from its data directory, the
+// killed host rejoins, applies what it missed, and agrees with the others.
 func TestThreeHostsFormOneClusterAndSurviveAnyKill(t *testing.T) {
-	c := hosttest.Start(t, hosttest.Options{Hosts: 3})
+	// A short leader lease (the shortest an election allows) keeps the
+	// takeovers below quick.
+	c := hosttest.Start(t, hosttest.Options{Hosts: 3, Config: "leases:\n  leader_ttl: 10s\n"})
 	info, err := streamInfo(t, c.Hosts[0], events.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +51,7 @@ func TestThreeHostsFormOneClusterAndSurviveAnyKill(t *testing.T) {
 	published := info.State.Msgs
 	for victim := range c.Hosts {
 		t.Run(c.Hosts[victim].Name, func(t *testing.T) {
+			killed := time.Now()
 			c.Kill(victim)
 			survivor := c.Hosts[(victim+1)%len(c.Hosts)]
 			nc := survivor.Connect(t)
@@ -66,6 +72,20 @@ func TestThreeHostsFormOneClusterAndSurviveAnyKill(t *testing.T) {
 				return err
 			})
 			published++
+			// The survivors still decide: one of them leads dns-updater
+			// and has reconciled since the kill.
+			testtool.WaitFor(t, 60*time.Second, func() error {
+				for _, h := range c.Running() {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					var st api.ServiceStatus
+					err := client.CallHost(ctx, nc, events.ServiceDNSUpdater, h.Name, api.Status, nil, &st)
+					cancel()
+					if err == nil && st.Leader != nil && st.Leader.Self && st.Leader.ReconciledAt != nil && st.Leader.ReconciledAt.After(killed) {
+						return nil
+					}
+				}
+				return fmt.Errorf("no survivor of %s's kill leads dns-updater and has reconciled since", c.Hosts[victim].Name)
+			})
 			c.Restart(victim)
 			// The restarted host catches up: its node holds every event.
 			testtool.WaitFor(t, 30*time.Second, func() error {
