@@ -63,7 +63,8 @@ type leadership struct {
 	nudge      chan struct{}
 }
 
-// leaderName is the lease's name, what its decisions are fenced by.
+// leaderName is the lease's name, what its decisions are fenced by (as
+// DecisionEnvelope names it).
 func (rt *Runtime) leaderName() string { return "leader/" + rt.Spec.Name }
 
 // Leading returns this host's epoch while it leads the service.
@@ -90,15 +91,27 @@ func (rt *Runtime) Nudge() {
 // ("host h1 transition 3"); the handlers that apply ev check that state
 // still holds.
 func (rt *Runtime) Decide(ctx context.Context, tx *store.Tx, epoch uint64, key string, ev any) (id string, err error) {
-	env, err := bus.NewEnvelope(ctx, rt.Source, ev)
+	env, err := DecisionEnvelope(ctx, rt.Spec.Name, rt.Source, epoch, key, ev)
 	if err != nil {
 		return "", err
 	}
-	env.SetID(bus.DerivedID(rt.Spec.Name, "decision", key, strconv.FormatUint(epoch, 10)))
-	env.Header[HeaderLeader] = []string{rt.leaderName()}
-	env.Header[HeaderEpoch] = []string{strconv.FormatUint(epoch, 10)}
 	_, err = tx.EmitEnvelopeOnce(ctx, env) // taken again before the first was published: one message
 	return env.ID, err
+}
+
+// DecisionEnvelope is the envelope of service's leader's decision key taken
+// in epoch (see Decide), for a service that adds headers of its own before
+// it emits it with tx.EmitEnvelopeOnce.
+func DecisionEnvelope(ctx context.Context, service, source string, epoch uint64, key string, ev any) (bus.Envelope, error) {
+	env, err := bus.NewEnvelope(ctx, source, ev)
+	if err != nil {
+		return env, err
+	}
+	e := strconv.FormatUint(epoch, 10)
+	env.SetID(bus.DerivedID(service, "decision", key, e))
+	env.Header[HeaderLeader] = []string{"leader/" + service}
+	env.Header[HeaderEpoch] = []string{e}
+	return env, nil
 }
 
 // fenced says whether message m is a deposed leader's decision, which every

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"lifeboat.dev/events"
-	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/services/dns-updater/internal/db"
@@ -44,27 +43,26 @@ const (
 )
 
 // decide emits ev, the leader's outcome of change job, in tx, as
-// service.Runtime.Decide does, with the change's header (and, for a
+// service.Runtime.Decide does (service.DecisionEnvelope), with the change's header (and, for a
 // change an external provider holds without verification, the values
 // before). epoch is the leader's when the job started; 0 (no runtime:
 // tests that call the worker) emits no fencing headers.
 func (s *Service) decide(ctx context.Context, tx *store.Tx, epoch uint64, job string, ev any, applied *result) error {
-	env, err := bus.NewEnvelope(ctx, s.source, ev)
+	env, err := service.DecisionEnvelope(ctx, Name, s.source, epoch, job, ev)
 	if err != nil {
 		return err
 	}
-	e := strconv.FormatUint(epoch, 10)
-	env.SetID(bus.DerivedID(Name, "decision", job, e))
-	if epoch != 0 {
-		// The lease's name, as the runtime fences decisions by it.
-		env.Header[service.HeaderLeader] = []string{"leader/" + Name}
-		env.Header[service.HeaderEpoch] = []string{e}
+	if epoch == 0 {
+		// No leader (a test that runs the worker alone): nothing to fence.
+		delete(env.Header, service.HeaderLeader)
+		delete(env.Header, service.HeaderEpoch)
 	}
 	env.Header[headerChange] = []string{job}
 	if applied != nil {
 		env.Header[headerApplied] = []string{strconv.Quote(applied.old)}
 	}
-	return tx.EmitEnvelope(ctx, env)
+	_, err = tx.EmitEnvelopeOnce(ctx, env)
+	return err
 }
 
 func (s *Service) handleDNSRecordUpdated(ctx context.Context, tx *store.Tx, ev *events.DNSRecordUpdated, m service.Delivery) error {
