@@ -59,8 +59,8 @@ type streamDoc struct {
 }
 
 // runStatus runs `lifeboat status --json --hosts` against h's node and
-// returns what it printed, its exit error and how long it took.
-func runStatus(t *testing.T, h *hosttest.Host, timeout time.Duration) (statusDoc, error, time.Duration) {
+// returns what it printed, how long it took and its exit error.
+func runStatus(t *testing.T, h *hosttest.Host, timeout time.Duration) (statusDoc, time.Duration, error) {
 	t.Helper()
 	var out, stderr bytes.Buffer
 	cmd := exec.Command(hosttest.Binary(t), "status", "--json", "--hosts", "--nats", h.NATS, "--timeout", timeout.String())
@@ -75,7 +75,7 @@ func runStatus(t *testing.T, h *hosttest.Host, timeout time.Duration) (statusDoc
 	if err != nil {
 		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return doc, err, took
+	return doc, took, err
 }
 
 // readyz answers host h's /readyz: its status code and body.
@@ -106,7 +106,7 @@ func TestStatusAndReadyzAcrossHosts(t *testing.T) {
 
 	t.Run("Status", func(t *testing.T) {
 		testtool.WaitFor(t, 30*time.Second, func() error {
-			doc, err, _ := runStatus(t, c.Hosts[0], timeout)
+			doc, _, err := runStatus(t, c.Hosts[0], timeout)
 			if err != nil {
 				return fmt.Errorf("status: %v (problems %v)", err, doc.Problems)
 			}
@@ -176,7 +176,7 @@ func TestStatusAndReadyzAcrossHosts(t *testing.T) {
 			return err
 		})
 		testtool.WaitFor(t, 30*time.Second, func() error {
-			doc, err, took := runStatus(t, c.Hosts[0], timeout)
+			doc, took, err := runStatus(t, c.Hosts[0], timeout)
 			if took > 2*timeout+time.Second {
 				t.Fatalf("status took %s with --timeout %s and a host gone", took, timeout)
 			}
