@@ -66,73 +66,31 @@ func (s *Service) handleTake(ctx context.Context, tx *store.Tx, cmd *events.Back
 	return err
 }
 
-// handlePlanChanged applies a plan changed at run time to this host's
-// plans, as every host does (planset.go): from the event and the plans
-// table alone — the plan's new definition, its origin and config hash kept,
-// updated_at the event's changed_at, the next due time from the plan's own
-// last attempt — so that it never reads the clock or the file system. A
-// change that does not hold here (the plan is unknown or unreadable here,
-// or another plan has the directory by now) is left out and logged: it
-// would not hold however often it was retried. Once it commits, the
-// scheduler is woken, the plan's catalog rebuilt if its directory changed,
-// and the API call waiting for it (on the host that took the request)
-// answered.
+// handlePlanChanged applies a plan changed at run time, as every host does
+// (planset.go, planchanges.go): it records the change in the replicated
+// plan_changes from the event and the row alone, then takes the plan's
+// changes into this host's plans — the plan's new definition, its origin
+// and config hash kept, updated_at the event's changed_at, the next due
+// time from the plan's own last attempt — so that it never reads the clock
+// or the file system. A change that does not hold here (the plan is
+// unknown or unreadable here, or another plan has the directory by now) is
+// left out of this host's plans and logged: it would not hold however often
+// it was retried; it is recorded in plan_changes all the same, as on every
+// host. Once it commits, the scheduler is woken, the plan's catalog rebuilt
+// if its directory changed, and the API call waiting for it (on the host
+// that took the request) answered.
 func (s *Service) handlePlanChanged(ctx context.Context, tx *store.Tx, ev *events.PlanChanged, d service.Delivery) error {
-	q := db.New(tx)
-	row, exists, err := getPlan(ctx, q, ev.Plan)
+	if err := recordPlanChange(ctx, tx, ev, d.ID); err != nil {
+		return err
+	}
+	refused, err := s.takeChanges(ctx, tx, ev.Plan, isSet(ev))
 	if err != nil {
 		return err
 	}
-	refuse := func(err error) error {
+	if refused != nil {
 		s.log.WarnContext(ctx, "plan: run-time change not applied on this host",
-			slog.String("plan", ev.Plan), slog.String("action", string(ev.Action)), slog.String("error", err.Error()))
-		tx.AfterCommit(func() { s.planApplied(d.ID, err) })
-		return nil
+			slog.String("plan", ev.Plan), slog.String("action", string(ev.Action)), slog.String("error", refused.Error()))
 	}
-	p, unreadable, err := mergePlan(ev, row, exists)
-	if err != nil {
-		return refuse(err)
-	}
-	n, err := checkApplied(p)
-	if err != nil {
-		return refuse(service.BadRequest(fmt.Errorf("plan %s: %w", ev.Plan, err)))
-	}
-	others, err := q.PlanList(ctx)
-	if err != nil {
-		return fmt.Errorf("plans: %w", err)
-	}
-	if err := conflicts(n, others); err != nil {
-		return refuse(err)
-	}
-	origin, hash := originAPI, ""
-	if exists {
-		origin, hash = row.Origin, row.ConfigHash
-	}
-	rebuild := true
-	if unreadable {
-		// Whether the directory changed is unknown: the catalog is kept,
-		// and rebuilt from the directory given.
-		err = s.storePlan(ctx, tx, n, origin, hash, row.NextDueAt, ev.ChangedAt)
-	} else {
-		var prev *db.Plan
-		if exists {
-			prev = &row
-		}
-		rebuild, err = s.putPlan(ctx, tx, n, origin, hash, prev, ev.ChangedAt)
-	}
-	if err != nil {
-		return err
-	}
-	tx.AfterCommit(func() {
-		s.mu.Lock()
-		if rebuild {
-			s.rebuild[n.Name] = true
-		}
-		// A changed schedule takes effect at once: prune by it now.
-		delete(s.pruned, n.Name)
-		s.mu.Unlock()
-		s.poke()
-		s.planApplied(d.ID, nil)
-	})
+	tx.AfterCommit(func() { s.planApplied(d.ID, refused) })
 	return nil
 }

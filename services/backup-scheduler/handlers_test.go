@@ -37,12 +37,18 @@ type bare struct {
 
 func newBare(t *testing.T, cfg Config) *bare {
 	t.Helper()
+	return newBareAt(t, cfg, t.TempDir())
+}
+
+// newBareAt is newBare on the data directory data, whose database may
+// exist already.
+func newBareAt(t *testing.T, cfg Config, data string) *bare {
+	t.Helper()
 	migrations, err := lbsql.Migrations(Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := testClock()
-	data := t.TempDir()
 	opts := store.NewOptions("lifeboat/test-host/"+Name, migrations)
 	opts.Now = clock.Now
 	sdb, err := store.Open(t.Context(), service.DBPath(data, Name), opts)

@@ -466,11 +466,52 @@ func TestPlanChangeReachesEveryHost(t *testing.T) {
 			t.Errorf("host %s: the config's plan has origin %q", host, r.Origin)
 		}
 	}
-	want := []string{"app set", "extra set", "app disable", "app enable"}
+	mustCall(t, b.NC, EndpointPlanSet, PlanSetRequest{Name: SelfPlan, Schedule: ptr("1h,1d/14d")}, &v)
+	want := []string{"app set", "extra set", "app disable", "app enable", SelfPlan + " set"}
 	testtool.WaitFor(t, 10*time.Second, func() error {
 		if got := changes.actions(); !slices.Equal(got, want) {
 			return fmt.Errorf("PlanChanged on the stream: %q, want %q", got, want)
 		}
 		return nil
 	})
+
+	// The replicated state (plan_changes, DESIGN §1) is alike on both
+	// hosts, as the digest endpoint hashes it, while the plans each runs
+	// keep its own paths: app's {host} directory, lifeboat-self's store.
+	testtool.WaitFor(t, 30*time.Second, func() error {
+		var first *api.Digest
+		for host, rt := range hosts {
+			d, err := rt.Digest(t.Context())
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(d.Tables, func(tb api.TableDigest) bool { return tb.Name == "plan_changes" })
+			if i < 0 || d.Tables[i].Rows != 3 {
+				return fmt.Errorf("host %s: the digest's tables are %+v, want plan_changes with app, extra and %s", host, d.Tables, SelfPlan)
+			}
+			if first == nil {
+				first = &d
+				continue
+			}
+			if d.Applied != first.Applied || d.SHA256 != first.SHA256 {
+				return fmt.Errorf("digests differ: %s at %d %s, %s at %d %s", first.Host, first.Applied, first.SHA256, d.Host, d.Applied, d.SHA256)
+			}
+		}
+		return nil
+	})
+	local := map[string]Plan{}
+	for host, rt := range hosts {
+		r, _ := planRow(t, rt.DB, SelfPlan)
+		self, err := decodePlan(r)
+		if err != nil || self.Schedule != "1h,1d/14d" || self.Store.Path != rt.Deps.DataDir {
+			t.Errorf("host %s: lifeboat-self is %+v (%v), want the new schedule and this host's data directory", host, self, err)
+		}
+		r, _ = planRow(t, rt.DB, "app")
+		if local[host], err = decodePlan(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if local["hot"].Directory == local["cold"].Directory {
+		t.Errorf("both hosts back app up into %s", local["hot"].Directory)
+	}
 }

@@ -13,9 +13,10 @@ import (
 	"lifeboat.dev/services/backup-scheduler/internal/db"
 )
 
-// Plan storage: the plans table holds each plan's definition (the config
-// file's declaration with the changes made at run time) and the
-// scheduler's state of it.
+// Plan storage: the plans table holds, on each host, each plan's
+// definition as this host runs it (the config file's declaration with the
+// changes made at run time, which plan_changes holds alike on every host:
+// planchanges.go) and the scheduler's state of it.
 
 // Plan origins, in the plans table.
 const (
@@ -26,10 +27,12 @@ const (
 
 // applyConfig brings the plans table in line with the config file: a plan
 // whose declaration is new or changed since it was last applied takes the
-// declaration; one whose declaration is unchanged keeps its run-time
-// changes; a plan the file no longer declares is dropped (its backups are
-// left on disk). A stored definition that cannot be read is reported and
-// replaced by the file's declaration, keeping the plan's catalog and state.
+// declaration, over the run-time changes made so far; one whose
+// declaration is unchanged keeps its run-time changes, and takes those it
+// has not taken yet (planchanges.go); a plan the file no longer declares is
+// dropped (its backups are left on disk). A stored definition that cannot
+// be read is reported and replaced by the file's declaration, keeping the
+// plan's catalog and state.
 func (s *Service) applyConfig(ctx context.Context, decls []Plan) error {
 	now := s.now()
 	return s.rt.DB.Update(ctx, func(tx *store.Tx) error {
@@ -53,6 +56,11 @@ func (s *Service) applyConfig(ctx context.Context, decls []Plan) error {
 			old, ok := existing[p.Name]
 			if ok && old.ConfigHash == h {
 				continue
+			}
+			// The file's declaration wins over the changes made so far
+			// (planchanges.go); later ones apply on top of it.
+			if err := overrideChanges(ctx, q, p.Name); err != nil {
+				return err
 			}
 			var prev *db.Plan
 			if ok {
@@ -84,8 +92,17 @@ func (s *Service) applyConfig(ctx context.Context, decls []Plan) error {
 				if err := q.BackupDeletePlan(ctx, r.Name); err != nil {
 					return fmt.Errorf("catalog: %w", err)
 				}
+				// Its changes so far do not bring it back.
+				if err := overrideChanges(ctx, q, r.Name); err != nil {
+					return err
+				}
 				s.log.WarnContext(ctx, "plan: no longer in the config file; dropped (its backups are left on disk)", slog.String("plan", r.Name))
 			}
+		}
+		// Changes this host has not taken yet (a rebuild from a peer
+		// replaced plan_changes during its last run) apply on top.
+		if err := s.takeChangesBehind(ctx, tx); err != nil {
+			return err
 		}
 		return s.checkDirectories(ctx, q)
 	})

@@ -3,6 +3,7 @@ package backupscheduler
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -27,11 +28,12 @@ import (
 //     relative path made absolute from the working directory, happens
 //     here — and emits PlanChanged through the outbox, carrying the fields
 //     the operator gave, normalized, and the request's time;
-//   - every host's handler (handlePlanChanged, handlers.go) applies it to
-//     its own plans table, in stream order, from the event and the table
+//   - every host's handler (handlePlanChanged, handlers.go) records it in
+//     the replicated plan_changes and takes it into its own plans table
+//     (planchanges.go), in stream order, from the event and the tables
 //     alone: no clock, no file system. A change that no longer holds on a
 //     host when its turn comes (the plan is gone, another plan took the
-//     directory meanwhile) is left out there, and logged;
+//     directory meanwhile) is left out of that host's plans, and logged;
 //   - the API answers once this host's own handler has applied it, so the
 //     answer (and the next plan show on this host) shows the change; the
 //     other hosts apply it as their consumers reach it.
@@ -118,7 +120,11 @@ func (s *Service) emitPlanChange(ctx context.Context, ev *events.PlanChanged) (i
 		if err != nil {
 			return err
 		}
-		p, _, err := mergePlan(ev, row, exists)
+		vals, err := changeValues(ev)
+		if err != nil {
+			return err
+		}
+		p, _, err := mergePlan(ev.Plan, vals, isSet(ev), row, exists)
 		if err != nil {
 			return err
 		}
@@ -215,41 +221,41 @@ func getPlan(ctx context.Context, q *db.Queries, name string) (row db.Plan, exis
 	return row, true, nil
 }
 
-// mergePlan is the plan ev makes of the stored one (row, when it exists),
-// not yet checked. A plan whose stored definition cannot be read is
-// replaced only by a set giving the whole plan (unreadable says so; its
-// catalog is kept and rebuilt from the directory given). The errors are the
-// API's (service.BadRequest, service.NotFound).
-func mergePlan(ev *events.PlanChanged, row db.Plan, exists bool) (p Plan, unreadable bool, err error) {
-	f := ev.Set
-	if ev.Action != events.PlanActionSet {
-		f = nil
-	}
-	p = Plan{Name: ev.Plan}
+// mergePlan is the plan the changed fields vals (changeValues) make of the
+// stored one (row, when it exists), not yet checked. A plan whose stored
+// definition cannot be read is replaced only by changes giving the whole
+// plan (unreadable says so; its catalog is kept and rebuilt from the
+// directory given). A plan that does not exist is made only by a set (set
+// says whether the changes include one) giving more than disabled. The
+// errors are the API's (service.BadRequest, service.NotFound).
+func mergePlan(name string, vals map[string]json.RawMessage, set bool, row db.Plan, exists bool) (p Plan, unreadable bool, err error) {
+	has := func(k string) bool { _, ok := vals[k]; return ok }
+	p = Plan{Name: name}
 	switch {
 	case exists:
 		var derr error
 		if p, derr = decodePlan(row); derr != nil {
-			if f == nil || f.Schedule == nil || f.Directory == nil || f.Store == nil {
+			if !has("schedule") || !has("directory") || !has("store") {
 				return p, false, service.BadRequest(fmt.Errorf("%w; to replace it give the whole plan: its schedule, directory and store", derr))
 			}
-			p, unreadable = Plan{Name: ev.Plan}, true
+			p, unreadable = Plan{Name: name}, true
 		}
-	case f == nil || (f.Disabled != nil && f.Schedule == nil && f.Store == nil):
-		return p, false, service.NotFound(fmt.Errorf("no plan named %q (lifeboat plan list shows the plans)", ev.Plan))
+	case !set || (has("disabled") && !has("schedule") && !has("store")):
+		return p, false, service.NotFound(fmt.Errorf("no plan named %q (lifeboat plan list shows the plans)", name))
 	}
-	if ev.Plan == SelfPlan && f != nil && f.Store != nil {
+	if name == SelfPlan && has("store") {
 		return p, false, service.BadRequest(fmt.Errorf("plan %s: its store is lifeboat's own databases and cannot be changed", SelfPlan))
 	}
-	switch ev.Action {
-	case events.PlanActionDisable:
-		p.Disabled = true
-	case events.PlanActionEnable:
-		p.Disabled = false
-	default:
-		applyFields(&p, f)
+	if err := applyValues(&p, vals); err != nil {
+		return p, false, service.BadRequest(err)
 	}
 	return p, unreadable, nil
+}
+
+// isSet says whether ev is a set carrying its fields (Set): the only
+// change that can make a plan this host does not have.
+func isSet(ev *events.PlanChanged) bool {
+	return ev.Action == events.PlanActionSet && ev.Set != nil
 }
 
 // applyFields sets the fields f gives.

@@ -69,6 +69,9 @@ type dueWork struct {
 
 // tick queues what is due now and returns how long to sleep.
 func (s *Service) tick(ctx context.Context) (time.Duration, error) {
+	if err := s.catchUpChanges(ctx); err != nil {
+		return 0, fmt.Errorf("plan changes: %w", err)
+	}
 	now := s.now()
 	rows, err := db.New(s.rt.DB.R).PlanList(ctx)
 	if err != nil {

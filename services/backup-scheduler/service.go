@@ -5,9 +5,12 @@
 //
 // Plans are declared in the config file (Config) and changed at run time
 // through the API (plan-set, plan-disable, plan-enable), which emits each
-// change as PlanChanged for every host's handler to apply (planset.go);
-// both live in the service database, so run-time changes survive restarts
-// until the config file's declaration of the plan changes (plans.go).
+// change as PlanChanged for every host's handler to apply (planset.go).
+// The changes are the service's replicated state (plan_changes, alike on
+// every host); the plans each host runs, the config's declarations with
+// the changes and this host's paths, are its own (plans, planchanges.go),
+// so run-time changes survive restarts until the config file's
+// declaration of the plan changes (plans.go).
 //
 // Long work (a backup, a pruning pass, a catalog rebuild) never runs inside
 // a consumed message's transaction: it is a job of the runtime's durable
@@ -61,7 +64,11 @@ func newSpec(cfg Config) (service.Spec, *Service, error) {
 		Name:        Name,
 		Description: "Lifeboat backup-scheduler: takes consistent backups of each plan's store on its rolling schedule and prunes them by the schedule's retention rule",
 		Migrations:  migrations,
-		Init:        s.init,
+		// What the PlanChanged events said, alike on every host; the plans
+		// this host runs, its catalog and its scheduler state are its own
+		// (planchanges.go).
+		Replicated: []string{"plan_changes"},
+		Init:       s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleTake),
 			service.On(s.handleTake).Addressed(),

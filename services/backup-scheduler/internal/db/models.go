@@ -40,6 +40,19 @@ type Plan struct {
 	UpdatedAt     int64
 }
 
+type PlanChange struct {
+	Plan      string
+	Fields    string
+	Rev       int64
+	ChangedAt int64
+	ChangeID  string
+}
+
+type PlanChangesTaken struct {
+	Plan string
+	Rev  int64
+}
+
 type Setting struct {
 	Key       string
 	Value     string
