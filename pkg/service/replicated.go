@@ -16,13 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
-	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/store"
 )
 
@@ -278,14 +276,17 @@ func (rt *Runtime) rebuild(ctx context.Context, first, last uint64) (uint64, err
 	if err != nil {
 		return 0, err
 	}
-	peers, err := rt.peers(ctx)
+	hosts, err := rt.ServiceHosts(ctx, nil, 250*time.Millisecond, 2*time.Second)
 	if err != nil {
 		return 0, err
 	}
-	for _, peer := range peers {
+	for _, peer := range hosts {
+		if peer == rt.Deps.Host {
+			continue
+		}
 		var reply api.SnapshotReply
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := client.CallHost(cctx, rt.Deps.Bus.NC, rt.Spec.Name, peer, api.SnapshotEndpoint, nil, &reply)
+		err := rt.CallHost(cctx, peer, api.SnapshotEndpoint, nil, &reply)
 		cancel()
 		if err != nil {
 			rt.Logger.Warn("peer gave no snapshot", slog.String("peer", peer), slog.String("error", err.Error()))
@@ -314,43 +315,6 @@ func (rt *Runtime) setRebuilt(s string) {
 	rt.mu.Lock()
 	rt.rebuilt = s
 	rt.mu.Unlock()
-}
-
-// peers lists the other hosts whose process runs this service, by asking
-// every micro service of its name to answer a ping.
-func (rt *Runtime) peers(ctx context.Context) ([]string, error) {
-	nc := rt.Deps.Bus.NC
-	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$SRV.PING.lifeboat-"+rt.Spec.Name, inbox, nil); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var hosts []string
-	timer := time.NewTimer(2 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return hosts, ctx.Err()
-		case <-timer.C:
-			return hosts, nil
-		case m := <-ch:
-			var ping micro.Ping
-			if json.Unmarshal(m.Data, &ping) != nil {
-				continue
-			}
-			if h := ping.Metadata["host"]; h != "" && h != rt.Deps.Host && !seen[h] {
-				seen[h] = true
-				hosts = append(hosts, h)
-			}
-		}
-	}
 }
 
 // loadSnapshot replaces the replicated tables with the snapshot's rows and

@@ -11,9 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
-	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
-	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/service"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
@@ -79,18 +77,13 @@ func (s *Service) caughtUp(ctx context.Context, wait time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	durable := bus.DurableName(Name, s.rt.Deps.Host, "events")
 	for {
 		decided, err := db.New(s.db.R).CountDecided(ctx, s.now().Add(-2*setExpiry).UnixMilli())
 		if err != nil {
 			return
 		}
-		c, err := s.rt.Deps.Bus.JS.Consumer(ctx, events.StreamEvents, durable)
-		if err != nil {
-			return
-		}
-		info, err := c.Info(ctx)
-		if err != nil || decided == 0 && info.NumPending == 0 && info.NumAckPending == 0 {
+		backlog, err := s.rt.EventsBacklog(ctx)
+		if err != nil || decided == 0 && backlog == 0 {
 			return
 		}
 		select {

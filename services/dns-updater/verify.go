@@ -3,7 +3,6 @@ package dnsupdater
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,10 +15,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events/api"
-	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/services/dns-updater/internal/db"
 	"lifeboat.dev/services/dns-updater/provider"
 )
@@ -236,7 +233,7 @@ func (s *Service) hostAnswer(ctx context.Context, host, name, typ string, timeou
 	var st struct {
 		Details Status `json:"details"`
 	}
-	if err := client.CallHost(cctx, s.rt.Deps.Bus.NC, Name, host, api.Status, nil, &st); err != nil {
+	if err := s.rt.CallHost(cctx, host, api.Status, nil, &st); err != nil {
 		return nil, err
 	}
 	if st.Details.Provider != ProviderEmbedded {
@@ -273,7 +270,7 @@ func (s *Service) hosts(ctx context.Context) []string {
 		set[h] = true
 	}
 	if s.rt != nil {
-		found, err := s.discover(ctx, known, 20*time.Millisecond, 500*time.Millisecond)
+		found, err := s.rt.ServiceHosts(ctx, known, 20*time.Millisecond, 500*time.Millisecond)
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "could not ask which hosts run dns-updater", slog.String("error", err.Error()))
 		}
@@ -307,7 +304,7 @@ func (s *Service) refreshHosts(ctx context.Context) error {
 	if s.rt == nil {
 		return nil
 	}
-	found, err := s.discover(ctx, nil, 250*time.Millisecond, 2*time.Second)
+	found, err := s.rt.ServiceHosts(ctx, nil, 250*time.Millisecond, 2*time.Second)
 	if err != nil {
 		return err
 	}
@@ -319,62 +316,4 @@ func (s *Service) refreshHosts(ctx context.Context) error {
 	s.known = known
 	s.hostsMu.Unlock()
 	return nil
-}
-
-// discover pings every dns-updater (a micro ping answered by each
-// process, its host in the metadata) and returns the hosts that answered:
-// once every host in expect has and no other answer came for quiet, or at
-// most after most.
-func (s *Service) discover(ctx context.Context, expect map[string]bool, quiet, most time.Duration) ([]string, error) {
-	nc := s.rt.Deps.Bus.NC
-	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$SRV.PING.lifeboat-"+Name, inbox, nil); err != nil {
-		return nil, err
-	}
-	deadline := time.NewTimer(most)
-	defer deadline.Stop()
-	idle := time.NewTimer(most)
-	defer idle.Stop()
-	seen := map[string]bool{}
-	var hosts []string
-	for {
-		select {
-		case <-ctx.Done():
-			return hosts, ctx.Err()
-		case <-deadline.C:
-			return hosts, nil
-		case <-idle.C:
-			return hosts, nil
-		case m := <-ch:
-			var ping micro.Ping
-			if json.Unmarshal(m.Data, &ping) != nil {
-				continue
-			}
-			if h := ping.Metadata["host"]; h != "" && !seen[h] {
-				seen[h] = true
-				hosts = append(hosts, h)
-			}
-			all := len(expect) > 0
-			for h := range expect {
-				all = all && seen[h]
-			}
-			wait := quiet
-			if all {
-				wait = time.Millisecond
-			}
-			if !idle.Stop() {
-				select {
-				case <-idle.C:
-				default:
-				}
-			}
-			idle.Reset(wait)
-		}
-	}
 }
