@@ -489,26 +489,6 @@ func disorderOf(t *testing.T, d *decider) []string {
 	return out
 }
 
-// countsOf reads a table of (host, n) of a decider.
-func countsOf(t *testing.T, d *decider, table string) map[string]int {
-	t.Helper()
-	rows, err := d.rt.DB.R.Query(`SELECT host, n FROM ` + table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var h string
-		var n int
-		if err := rows.Scan(&h, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[h] = n
-	}
-	return out
-}
-
 // TestRandomFaultsApplyEveryDecisionOnceEverywhere runs three decider
 // hosts through random rounds of HostDown events and one fault each
 // (the leader stopped or killed, a host restarted, its database lost,

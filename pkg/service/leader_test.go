@@ -128,10 +128,10 @@ func leaderOf(t *testing.T, ds ...*decider) *decider {
 	return leader
 }
 
-// verdictsOf reads a decider's verdicts: host → the count answered.
-func verdictsOf(t *testing.T, d *decider) map[string]int {
+// countsOf reads a table of (host, n) of a decider.
+func countsOf(t *testing.T, d *decider, table string) map[string]int {
 	t.Helper()
-	rows, err := d.rt.DB.R.Query(`SELECT host, n FROM verdicts`)
+	rows, err := d.rt.DB.R.Query(`SELECT host, n FROM ` + table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +146,12 @@ func verdictsOf(t *testing.T, d *decider) map[string]int {
 		out[h] = n
 	}
 	return out
+}
+
+// verdictsOf reads a decider's verdicts: host → the count answered.
+func verdictsOf(t *testing.T, d *decider) map[string]int {
+	t.Helper()
+	return countsOf(t, d, "verdicts")
 }
 
 func waitVerdicts(t *testing.T, want map[string]int, ds ...*decider) {
