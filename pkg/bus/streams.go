@@ -119,6 +119,7 @@ func forming(err error) bool {
 			10008, // JetStream system temporarily unavailable: no meta leader yet
 			10009, // JetStream cluster can not handle request: leader changing
 			10023, // insufficient resources: fewer nodes than replicas so far
+			10059, // stream not found: one just created (a bucket's) not yet known to the node answering
 			10039, // JetStream not enabled for account: not yet
 			10076: // JetStream not enabled: not yet
 			return true
