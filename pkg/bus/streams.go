@@ -126,8 +126,7 @@ func forming(err error) bool {
 		}
 		return false
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+	return unanswered(err) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
 
 // clusterState says, for a log line, what the embedded node sees of its

@@ -237,3 +237,52 @@ func (a *Answers) Close() {
 		_ = s.Unsubscribe()
 	}
 }
+
+// Hosts asks every process serving the micro service lifeboat-<service>
+// to answer a ping and returns the hosts they name (the host in their
+// metadata), in the order they answered. It returns once every host in
+// expect has answered and no other answer came for quiet, once no answer
+// came for quiet after the last, at once when nobody serves the service,
+// and at the latest after most.
+func Hosts(ctx context.Context, nc *nats.Conn, service string, expect map[string]bool, quiet, most time.Duration) ([]string, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$SRV.PING.lifeboat-"+service, inbox, nil); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(most)
+	wait := most
+	seen := map[string]bool{}
+	var hosts []string
+	for {
+		wctx, cancel := context.WithTimeout(ctx, min(wait, time.Until(deadline)))
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		if err != nil {
+			return hosts, ctx.Err() // quiet, or past most: nil
+		}
+		var p micro.Ping
+		if json.Unmarshal(m.Data, &p) != nil {
+			if len(m.Data) == 0 {
+				return hosts, nil // no responders
+			}
+			continue
+		}
+		if h := p.Metadata["host"]; h != "" && !seen[h] {
+			seen[h] = true
+			hosts = append(hosts, h)
+		}
+		wait = quiet
+		all := len(expect) > 0
+		for h := range expect {
+			all = all && seen[h]
+		}
+		if all {
+			wait = time.Millisecond // every host expected answered
+		}
+	}
+}

@@ -227,7 +227,7 @@ func (l *Leases) taken(ctx context.Context, instance string, epoch uint64) error
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !strings.Contains(err.Error(), "wrong last sequence") {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return err
 		}
 	}

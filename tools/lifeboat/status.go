@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
 	"lifeboat.dev/events"
@@ -223,7 +222,7 @@ func gatherStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ti
 	var pinged []string
 	var found sync.WaitGroup
 	found.Go(func() { knownErr = call(ctx, nc, timeout, events.ServiceVolumeMonitor, api.Hosts, nil, &known) })
-	found.Go(func() { pinged = pingHosts(ctx, nc, timeout) })
+	found.Go(func() { pinged, _ = client.Hosts(ctx, nc, api.HostService, nil, 300*time.Millisecond, timeout) })
 	found.Wait()
 	names := map[string]bool{}
 	for _, h := range known {
@@ -379,41 +378,6 @@ func answerError(err error) string {
 		return fmt.Sprintf("no answer within %s", ne.Waited.Round(time.Millisecond))
 	}
 	return err.Error()
-}
-
-// pingHosts asks every lifeboat-host micro service to answer a ping and
-// returns the hosts that do: each running lifeboat process. It stops
-// 300 ms after the last answer, or when timeout has passed.
-func pingHosts(ctx context.Context, nc *nats.Conn, timeout time.Duration) []string {
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$SRV.PING.lifeboat-"+api.HostService, inbox, nil); err != nil {
-		return nil
-	}
-	deadline := time.Now().Add(timeout)
-	wait := timeout
-	var out []string
-	for {
-		wctx, cancel := context.WithTimeout(ctx, min(wait, time.Until(deadline)))
-		m, err := sub.NextMsgWithContext(wctx)
-		cancel()
-		if err != nil {
-			return out
-		}
-		var p micro.Ping
-		if json.Unmarshal(m.Data, &p) != nil || p.Metadata["host"] == "" {
-			if len(m.Data) == 0 {
-				return out // no responders
-			}
-			continue
-		}
-		out = append(out, p.Metadata["host"])
-		wait = 300 * time.Millisecond
-	}
 }
 
 // gatherStreams lists every stream with its replicas. Listing needs the

@@ -338,10 +338,7 @@ type hostView struct {
 // listenHeartbeats measures the clock skew of every host that heartbeats.
 func (hv *hostView) listenHeartbeats() (*nats.Subscription, error) {
 	return hv.b.NC.Subscribe(events.SubjectHeartbeats, func(m *nats.Msg) {
-		var hb struct {
-			Host   string    `json:"host"`
-			SentAt time.Time `json:"sent_at"`
-		}
+		var hb events.HostHeartbeat
 		if json.Unmarshal(m.Data, &hb) != nil || hb.Host == "" || hb.Host == hv.cfg.Host || hb.SentAt.IsZero() {
 			return
 		}
