@@ -42,6 +42,7 @@ var want = []struct {
 	{"JobKillRequested", "event", "lifeboat.event.job.kill-requested", "io.lifeboat.job.kill-requested.v1", ""},
 	{"DNSRecordUpdated", "event", "lifeboat.event.dns.record-updated", "io.lifeboat.dns.record-updated.v1", ""},
 	{"DNSUpdateFailed", "event", "lifeboat.event.dns.update-failed", "io.lifeboat.dns.update-failed.v1", ""},
+	{"CommandAudited", "event", "lifeboat.event.audit.command", "io.lifeboat.audit.command.v1", ""},
 	{"BackupTake", "command", "lifeboat.cmd.backup-scheduler.take", "io.lifeboat.cmd.backup-scheduler.take.v1", "backup-scheduler"},
 	{"SyncKick", "command", "lifeboat.cmd.sync.kick", "io.lifeboat.cmd.sync.kick.v1", "sync"},
 	{"SyncStartSynchronizing", "command", "lifeboat.cmd.sync.start-synchronizing", "io.lifeboat.cmd.sync.start-synchronizing.v1", "sync"},

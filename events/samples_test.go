@@ -57,6 +57,8 @@ func samples() map[string]any {
 			Instance: "wr-manager", Epoch: 7, VerifiedAfter: 35, UpdatedAt: at},
 		"DNSUpdateFailed": DNSUpdateFailed{Name: "wr.example.com.", Type: "A", New: "10.0.0.2", Provider: "rfc2136", Instance: "wr-manager", Epoch: 7,
 			Error: "update refused: BADSIG (check the TSIG secret)", Rcode: "BADSIG", Attempts: 5, FailedAt: at},
+		"CommandAudited": CommandAudited{Subject: "lifeboat.cmd.dns-updater.set", ID: "01HX", Service: "dns-updater", Host: "cold-1",
+			Operator: "operator", Key: "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4", SignedAt: at, ReceivedAt: at, Accepted: true},
 		"BackupTake":             BackupTake{Plan: "wr", Kind: BackupHash, Reason: "volume spool overflowed"},
 		"SyncKick":               SyncKick{Host: "cold-1"},
 		"SyncStartSynchronizing": SyncStartSynchronizing{Target: "s3-offsite"},

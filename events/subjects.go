@@ -97,6 +97,8 @@ var registry = []struct {
 	{DNSRecordUpdated{}, Event, "dns", "record-updated"},
 	{DNSUpdateFailed{}, Event, "dns", "update-failed"},
 
+	{CommandAudited{}, Event, "audit", "command"},
+
 	{BackupTake{}, Command, ServiceBackupScheduler, "take"},
 	{SyncKick{}, Command, ServiceSync, "kick"},
 	{SyncStartSynchronizing{}, Command, ServiceSync, "start-synchronizing"},

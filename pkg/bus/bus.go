@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 )
 
 // Options say where the bus is. With no URLs an embedded server is started.
@@ -47,6 +48,11 @@ type Options struct {
 	// TLS for an external cluster: CA to verify the servers, and a client
 	// certificate and key when the servers require one.
 	TLSCA, TLSCert, TLSKey string
+	// Auth is who may connect to the embedded node; nil lets any client
+	// in, which is allowed only when it listens on loopback (or Insecure).
+	Auth *ServerAuth
+	// Insecure lets an embedded node without Auth listen beyond loopback.
+	Insecure bool
 	// Cluster makes the embedded server one node of a NATS cluster over
 	// routes, JetStream clustered (empty Listen: a single node).
 	Cluster ClusterOptions
@@ -128,6 +134,7 @@ type Bus struct {
 	opts   Options
 	closed chan struct{} // closed by the connection's ClosedHandler
 	routes *natsLogger   // the embedded server's; nil for an external cluster
+	sysKey nkeys.KeyPair // the embedded node's system user (see System)
 }
 
 // Replicas is the replication of the streams, and of the buckets services
@@ -144,11 +151,11 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	b := &Bus{opts: opts, closed: make(chan struct{})}
 	var urls string
 	if len(opts.URLs) == 0 {
-		ns, nl, err := startEmbedded(opts)
+		ns, nl, sys, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		b.Server, b.routes = ns, nl
+		b.Server, b.routes, b.sysKey = ns, nl, sys
 		urls = ns.ClientURL()
 	} else {
 		urls = strings.Join(opts.URLs, ",")
@@ -199,29 +206,29 @@ func (b *Bus) ClientURL() string {
 // StartEmbedded starts a JetStream-enabled NATS server on opts.Listen with its
 // file store under opts.DataDir/nats.
 func StartEmbedded(opts Options) (*server.Server, error) {
-	ns, _, err := startEmbedded(opts)
+	ns, _, _, err := startEmbedded(opts)
 	return ns, err
 }
 
 // startEmbedded is StartEmbedded, also returning the server's logger, which
-// knows why routes to peers fail.
-func startEmbedded(opts Options) (*server.Server, *natsLogger, error) {
+// knows why routes to peers fail, and the node's system user.
+func startEmbedded(opts Options) (*server.Server, *natsLogger, nkeys.KeyPair, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	host, portStr, err := net.SplitHostPort(opts.Listen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bus: embedded NATS listen address %q: %w (want host:port, e.g. 127.0.0.1:4222)", opts.Listen, err)
+		return nil, nil, nil, fmt.Errorf("bus: embedded NATS listen address %q: %w (want host:port, e.g. 127.0.0.1:4222)", opts.Listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bus: embedded NATS listen port %q is not a number", portStr)
+		return nil, nil, nil, fmt.Errorf("bus: embedded NATS listen port %q is not a number", portStr)
 	}
 	if port != server.RANDOM_PORT {
 		// nats-server only logs a failed bind; check first so the operator
 		// is told which port is taken and how to change it.
 		if err := portFree(opts.Listen); err != nil {
-			return nil, nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
+			return nil, nil, nil, fmt.Errorf("bus: embedded NATS cannot listen on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --nats-listen (or nats.listen in the config)", opts.Listen, err)
 		}
 	}
 	name := opts.ServerName
@@ -233,17 +240,17 @@ func startEmbedded(opts Options) (*server.Server, *natsLogger, error) {
 	if c := opts.Cluster; c.Listen != "" {
 		chost, cport, err := splitPort(c.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bus: cluster listen address %q: %w (want host:port, e.g. 10.0.0.1:6222; set it with --cluster-listen or nats.cluster.listen)", c.Listen, err)
+			return nil, nil, nil, fmt.Errorf("bus: cluster listen address %q: %w (want host:port, e.g. 10.0.0.1:6222; set it with --cluster-listen or nats.cluster.listen)", c.Listen, err)
 		}
 		if err := portFree(c.Listen); err != nil {
-			return nil, nil, fmt.Errorf("bus: embedded NATS cannot listen for its cluster on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --cluster-listen (or nats.cluster.listen in the config)", c.Listen, err)
+			return nil, nil, nil, fmt.Errorf("bus: embedded NATS cannot listen for its cluster on %s: %w; another NATS server or lifeboat may be running there: stop it, or choose another address with --cluster-listen (or nats.cluster.listen in the config)", c.Listen, err)
 		}
 		cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport, ConnectBackoff: true}
 		if cluster.Name == "" {
 			cluster.Name = "lifeboat"
 		}
 		if strings.ContainsFunc(cluster.Name, unicode.IsSpace) || cluster.Name == "_" {
-			return nil, nil, fmt.Errorf("bus: cluster name %q: NATS refuses a name with spaces (and the name \"_\"); choose another with --cluster-name (or nats.cluster.name in the config), the same on every host", cluster.Name)
+			return nil, nil, nil, fmt.Errorf("bus: cluster name %q: NATS refuses a name with spaces (and the name \"_\"); choose another with --cluster-name (or nats.cluster.name in the config), the same on every host", cluster.Name)
 		}
 		for _, p := range c.otherPeers() {
 			host, port, err := splitPort(p)
@@ -251,7 +258,7 @@ func startEmbedded(opts Options) (*server.Server, *natsLogger, error) {
 				err = errors.New("names no host or port")
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("bus: cluster peer %q: %w (want host:port of a peer's --cluster-listen, e.g. 10.0.0.2:6222; set them with --peers or nats.cluster.peers)", p, err)
+				return nil, nil, nil, fmt.Errorf("bus: cluster peer %q: %w (want host:port of a peer's --cluster-listen, e.g. 10.0.0.2:6222; set them with --peers or nats.cluster.peers)", p, err)
 			}
 			routes = append(routes, &url.URL{Scheme: "nats-route", Host: p})
 		}
@@ -274,18 +281,22 @@ func startEmbedded(opts Options) (*server.Server, *natsLogger, error) {
 		JetStreamMaxStore:  -1,
 		JetStreamMaxMemory: -1,
 	}
+	sys, err := applyAuth(sopts, opts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bus: embedded NATS: %w", err)
+		return nil, nil, nil, fmt.Errorf("bus: embedded NATS: %w", err)
 	}
 	nl := newNATSLogger(opts.Logger.With("component", "nats-server"), cluster.Name, opts.Cluster.otherPeers())
 	ns.SetLoggerV2(nl, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
+		return nil, nil, nil, fmt.Errorf("bus: embedded NATS on %s did not become ready in 30s (see the log above)", opts.Listen)
 	}
-	return ns, nl, nil
+	return ns, nl, sys, nil
 }
 
 // splitPort splits host:port with a numeric port.
@@ -328,23 +339,11 @@ func dial(ctx context.Context, urls string, opts Options, extra ...nats.Option) 
 		}),
 	}
 	nopts = append(nopts, extra...)
-	if opts.Credentials != "" {
-		nopts = append(nopts, nats.UserCredentials(opts.Credentials))
+	creds, err := DialOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.NKey != "" {
-		o, err := nats.NkeyOptionFromSeed(opts.NKey)
-		if err != nil {
-			return nil, fmt.Errorf("bus: nkey seed file %s: %w", opts.NKey, err)
-		}
-		nopts = append(nopts, o)
-	}
-	if opts.TLSCA != "" || opts.TLSCert != "" {
-		cfg, err := tlsConfig(opts)
-		if err != nil {
-			return nil, err
-		}
-		nopts = append(nopts, nats.Secure(cfg))
-	}
+	nopts = append(nopts, creds...)
 	wait := 500 * time.Millisecond
 	for {
 		nc, err := nats.Connect(urls, nopts...)

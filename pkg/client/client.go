@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/pkg/auth"
 	"lifeboat.dev/pkg/bus"
 )
 
@@ -107,7 +109,16 @@ func call(ctx context.Context, nc *nats.Conn, service, host, endpoint string, re
 		}
 	}
 	start := time.Now()
-	msg, err := nc.RequestWithContext(ctx, subject, body)
+	rm := nats.NewMsg(subject)
+	rm.Data = body
+	if _, ok := ctx.Value(signerKey{}).(nkeys.KeyPair); ok {
+		id := requestID()
+		rm.Header.Set(auth.HeaderRequestID, id)
+		if err := sign(ctx, subject, id, rm.Header, body); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	msg, err := nc.RequestMsgWithContext(ctx, rm)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &NoAnswerError{Service: service, Host: host, Endpoint: endpoint, Waited: time.Since(start), Err: err}
@@ -131,6 +142,12 @@ func call(ctx context.Context, nc *nats.Conn, service, host, endpoint string, re
 // stream's acknowledgement.
 func Publish(ctx context.Context, js jetstream.JetStream, env bus.Envelope) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: env.Subject, Header: nats.Header(maps.Clone(env.Header)), Data: env.Body}
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	if err := sign(ctx, env.Subject, env.ID, msg.Header, env.Body); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", env.Subject, err)
+	}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(env.ID))
 	if err != nil {
 		if err = bus.ExplainUnavailable(ctx, js, env.Subject, err); errors.Is(err, bus.ErrNoQuorum) {

@@ -51,7 +51,7 @@ func (c *Cluster) converged() (map[string]api.Digest, error) {
 	if len(running) == 0 {
 		return nil, errors.New("no host runs")
 	}
-	nc, err := nats.Connect(running[0].NATS, nats.Name("hosttest"), nats.Timeout(5*time.Second))
+	nc, err := running[0].dial()
 	if err != nil {
 		return nil, err
 	}

@@ -89,6 +89,12 @@ type Host struct {
 	HTTP string
 	// Route is the host's cluster (route) address.
 	Route string
+	// Seed is the host's NKey seed file when the cluster runs with
+	// Options.Auth, else empty.
+	Seed string
+	// CA verifies the node's certificate when the cluster runs with
+	// Options.TLS, else empty.
+	CA string
 
 	args []string
 	log  *testtool.LockedBuffer
@@ -113,15 +119,32 @@ func (h *Host) Running() bool {
 // Log is everything the host's processes wrote so far, restarts included.
 func (h *Host) Log() string { return h.log.String() }
 
-// Connect opens a NATS connection to the host's node.
+// Connect opens a NATS connection to the host's node, as the host itself
+// when the cluster requires authentication.
 func (h *Host) Connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(h.NATS, nats.Name("hosttest"), nats.Timeout(5*time.Second))
+	nc, err := h.dial()
 	if err != nil {
 		t.Fatalf("hosttest: connect to %s (%s): %v", h.Name, h.NATS, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// dial connects to the host's node with its credential, if any.
+func (h *Host) dial() (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("hosttest"), nats.Timeout(5 * time.Second)}
+	if h.Seed != "" {
+		o, err := nats.NkeyOptionFromSeed(h.Seed)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
+	if h.CA != "" {
+		opts = append(opts, nats.RootCAs(h.CA))
+	}
+	return nats.Connect(h.NATS, opts...)
 }
 
 // Options shape a cluster.
@@ -136,11 +159,20 @@ type Options struct {
 	// Ready bounds the wait for every host's /readyz; default 90 s (a
 	// cluster elects its JetStream meta leader first).
 	Ready time.Duration
+	// Auth secures the cluster: `lifeboat init-cluster` writes the keys
+	// into Cluster.Auth and every host starts with --auth.
+	Auth bool
+	// TLS gives every node a certificate (testtool.Certs) for its client
+	// and route ports.
+	TLS bool
 }
 
 // Cluster is the hosts of one test.
 type Cluster struct {
 	Hosts []*Host
+	// Auth is the directory of the cluster's keys (Options.Auth), else
+	// empty.
+	Auth  string
 	t     testing.TB
 	bin   string
 	ready time.Duration
@@ -166,6 +198,23 @@ func Start(t testing.TB, opts Options) *Cluster {
 			t.Fatal(err)
 		}
 	}
+	if opts.Auth {
+		c.Auth = filepath.Join(dir, "keys")
+		var names []string
+		for i := range opts.Hosts {
+			names = append(names, fmt.Sprintf("h%d", i+1))
+		}
+		if out, err := exec.Command(c.bin, "init-cluster", "--hosts", strings.Join(names, ","), "--out", c.Auth).CombinedOutput(); err != nil {
+			t.Fatalf("hosttest: lifeboat init-cluster: %v\n%s", err, out)
+		}
+	}
+	var tlsArgs []string
+	ca := ""
+	if opts.TLS {
+		var cert, key string
+		ca, cert, key = testtool.Certs(t, dir)
+		tlsArgs = []string{"--nats-tls-ca", ca, "--nats-tls-cert", cert, "--nats-tls-key", key}
+	}
 	ports := testtool.FreePorts(t, 3*opts.Hosts)
 	var routes []string
 	for i := range opts.Hosts {
@@ -188,6 +237,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if config != "" {
 			h.args = append(h.args, "--config", config)
 		}
+		if c.Auth != "" {
+			h.Seed = filepath.Join(c.Auth, "host-"+h.Name+".nk")
+			h.args = append(h.args, "--auth", c.Auth)
+		}
+		h.CA = ca
+		h.args = append(h.args, tlsArgs...)
 		h.args = append(h.args, opts.Args...)
 		c.Hosts = append(c.Hosts, h)
 	}

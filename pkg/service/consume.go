@@ -194,7 +194,8 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, c *consumer, d
 		return result{outcomeDeadLetter, fmt.Sprintf("%s has no handler for %s on consumer %s", rt.Spec.Name, t.Subject, durable), classUnknownType}
 	}
 	m := Message{Delivery: d.Message, Type: t, Event: ev}
-	var stack []byte // of a panic, logged once the batch is guarded
+	var stack []byte   // of a panic, logged once the batch is guarded
+	var refused string // why a command is not carried out
 	applied, err := b.Apply(ctx, d.ID, d.Subject, func(tx *store.Tx) (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -202,6 +203,16 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, c *consumer, d
 				err = fmt.Errorf("handler panicked: %v", p)
 			}
 		}()
+		if t.Kind == events.Command {
+			// Every command leaves its trail, carried out or not.
+			a := rt.judge(d.Subject, d.ID, d.HeaderValue, d.Body, d.Timestamp)
+			if _, err := tx.Emit(ctx, &a); err != nil {
+				return err
+			}
+			if refused = a.Reason; !a.Accepted {
+				return nil
+			}
+		}
 		if drop, err := fenced(ctx, tx, m.Delivery); drop || err != nil {
 			if drop {
 				rt.Logger.InfoContext(ctx, "a deposed leader's decision dropped", slog.String("subject", d.Subject), slog.String("id", d.ID),
@@ -229,6 +240,8 @@ func (rt *Runtime) handleOne(ctx context.Context, b *store.Batch, c *consumer, d
 		return result{outcome: outcomeRetry, reason: err.Error()}
 	case !applied:
 		return result{outcome: outcomeDuplicate}
+	case refused != "":
+		return result{outcomeDeadLetter, "command refused: " + refused, classUnsigned}
 	}
 	return result{outcome: outcomeAck}
 }

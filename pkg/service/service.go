@@ -24,6 +24,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/auth"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/store"
 	"lifeboat.dev/pkg/telemetry"
@@ -140,6 +141,10 @@ type Endpoint struct {
 	Name       string
 	Handler    micro.HandlerFunc
 	HostScoped bool
+	// Operator marks an endpoint that changes state at an operator's
+	// request (plan set): it is audited, and with Deps.Auth it answers
+	// only requests an operator key signed (see operatorOnly).
+	Operator bool
 }
 
 // Spec describes a service to the runtime.
@@ -217,6 +222,11 @@ type Deps struct {
 	// attempt for every kind (tests shorten it); nil leaves each kind's
 	// (WorkKind.WithBackoff, or store.NewQueueOptions's).
 	WorkBackoff func(attempt int) time.Duration
+	// Auth is the cluster's keys (lifeboat up --auth): commands and
+	// Operator endpoints then act only on what an operator key signed.
+	// nil on a cluster without authentication (loopback), where they act
+	// on everything and record the signature when there is one.
+	Auth *auth.Cluster
 }
 
 // Instances answers whether this host holds an instance's lease, and in
@@ -544,7 +554,11 @@ func (rt *Runtime) addMicro() error {
 		if ep.HostScoped {
 			add = hg.AddEndpoint
 		}
-		if err := add(ep.Name, rt.tracked(ep.Handler)); err != nil {
+		h := ep.Handler
+		if ep.Operator {
+			h = rt.operatorOnly(h)
+		}
+		if err := add(ep.Name, rt.tracked(h)); err != nil {
 			svc.Stop()
 			return fmt.Errorf("%s: endpoint %s: %w", rt.Spec.Name, ep.Name, err)
 		}

@@ -32,16 +32,16 @@ func (s *Service) endpoints() []service.Endpoint {
 	return []service.Endpoint{
 		{Name: api.PlanList, Handler: s.async(func(ctx context.Context, _ []byte) (any, error) { return s.planList(ctx) })},
 		{Name: api.PlanShow, Handler: s.async(withReq(s.planShow))},
-		{Name: api.PlanSet, Handler: s.async(withReq(s.planSet))},
+		{Name: api.PlanSet, Handler: s.async(withReq(s.planSet)), Operator: true},
 		{Name: api.PlanDisable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
 			return s.changePlan(ctx, events.PlanActionDisable, api.PlanSetRequest{Name: r.Name})
-		}))},
+		})), Operator: true},
 		{Name: api.PlanEnable, Handler: s.async(withReq(func(ctx context.Context, r api.PlanRequest) (any, error) {
 			return s.changePlan(ctx, events.PlanActionEnable, api.PlanSetRequest{Name: r.Name})
-		}))},
+		})), Operator: true},
 		{Name: api.BackupList, Handler: s.async(withReq(s.backupList))},
 		{Name: api.BackupVerify, Handler: s.async(withReq(s.verify))},
-		{Name: api.CatalogRebuild, Handler: s.async(withReq(s.rebuildAll))},
+		{Name: api.CatalogRebuild, Handler: s.async(withReq(s.rebuildAll)), Operator: true},
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -11,41 +12,54 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"lifeboat.dev/pkg/auth"
+	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/client"
 )
 
 // clientFlags are how an operator command reaches a running control plane.
 type clientFlags struct {
-	url, creds, nkey string
-	timeout          time.Duration
-	json             bool
+	url, creds, nkey, tlsCA string
+	timeout                 time.Duration
+	json                    bool
+	cmd                     *cobra.Command
 }
 
 func (cf *clientFlags) add(c *cobra.Command) {
+	cf.cmd = c
 	f := c.Flags()
 	f.StringVar(&cf.url, "nats", "nats://127.0.0.1:4222", "NATS URLs of the control plane, comma-separated")
 	f.StringVar(&cf.creds, "nats-creds", "", "NATS credentials (.creds) file")
-	f.StringVar(&cf.nkey, "nats-nkey", "", "NATS NKey seed file")
+	f.StringVar(&cf.nkey, "nats-nkey", "", "NATS NKey seed file (operator.nk from lifeboat init-cluster: it also signs commands)")
+	f.StringVar(&cf.tlsCA, "nats-tls-ca", "", "CA file to verify the NATS servers' certificates")
 	f.DurationVar(&cf.timeout, "timeout", 5*time.Second, "how long to wait for the control plane")
 	f.BoolVar(&cf.json, "json", false, "print JSON")
 }
 
 // connect dials NATS once (an operator command does not wait for a cluster
-// that is down: it says so).
+// that is down: it says so). With an NKey seed, the command's context from
+// here on signs what it sends (client.WithSigner).
 func (cf *clientFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name("lifeboat cli"), nats.Timeout(cf.timeout)}
-	if cf.creds != "" {
-		opts = append(opts, nats.UserCredentials(cf.creds))
+	creds, err := bus.DialOptions(bus.Options{Credentials: cf.creds, TLSCA: cf.tlsCA})
+	if err != nil {
+		return nil, nil, err
 	}
+	opts = append(opts, creds...)
 	if cf.nkey != "" {
-		o, err := nats.NkeyOptionFromSeed(cf.nkey)
+		kp, err := auth.ReadSeed(cf.nkey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nkey seed file %s: %w", cf.nkey, err)
+			return nil, nil, err
 		}
-		opts = append(opts, o)
+		pub, _ := kp.PublicKey()
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
+		cf.cmd.SetContext(client.WithSigner(cf.cmd.Context(), kp))
 	}
 	nc, err := nats.Connect(cf.url, opts...)
-	if err != nil {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization):
+		return nil, nil, fmt.Errorf("the control plane's NATS at %s refused this client: %w (a secured cluster needs --nats-nkey with operator.nk from lifeboat init-cluster; check that the key is this cluster's)", cf.url, err)
+	case err != nil:
 		return nil, nil, fmt.Errorf("cannot reach the control plane's NATS at %s: %w (is `lifeboat up` running? point at it with --nats)", cf.url, err)
 	}
 	js, err := jetstream.New(nc)

@@ -24,6 +24,7 @@ talk to a running one over NATS.`,
 	})
 	root.AddCommand(
 		newUpCmd(),
+		newInitClusterCmd(),
 		newStatusCmd(),
 		newEventsCmd(),
 		newScheduleCmd(),

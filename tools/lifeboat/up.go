@@ -21,6 +21,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/auth"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/config"
 	"lifeboat.dev/pkg/instances"
@@ -53,7 +54,8 @@ func noConfig(spec func() (service.Spec, error)) func(Config) (service.Spec, err
 type upFlags struct {
 	config, data, target, nats, listen, http, host string
 	clusterName, clusterListen, peers              string
-	creds, nkey, tlsCA, tlsCert, tlsKey            string
+	creds, nkey, tlsCA, tlsCert, tlsKey, auth      string
+	insecure                                       bool
 	replicas                                       int
 	logLevel, logFormat                            string
 }
@@ -71,6 +73,8 @@ in flight, flushes the outboxes and exits.`,
 		Example: `  lifeboat up
   lifeboat up --config lifeboat.yaml
   lifeboat up --host hot --cluster-listen 10.0.0.1:6222 --peers 10.0.0.2:6222,10.0.0.3:6222
+  lifeboat up --host hot --auth /etc/lifeboat/secrets --nats-listen 0.0.0.0:4222 \
+    --cluster-listen 10.0.0.1:6222 --peers 10.0.0.2:6222,10.0.0.3:6222
   lifeboat up --target sync,restore --nats nats://n1:4222,nats://n2:4222,nats://n3:4222`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -89,6 +93,8 @@ in flight, flushes the outboxes and exits.`,
 	f.StringVar(&fl.target, "target", "", "services to run, comma-separated, or all (default all)")
 	f.StringVar(&fl.nats, "nats", "", "external NATS cluster URLs, comma-separated (default: embedded server)")
 	f.StringVar(&fl.listen, "nats-listen", "", "embedded NATS client address (default 127.0.0.1:4222)")
+	f.StringVar(&fl.auth, "auth", "", "directory written by `lifeboat init-cluster`: this host reads cluster.json and host-<host>.nk from it; clients and routes must then authenticate")
+	f.BoolVar(&fl.insecure, "insecure", false, "let the embedded NATS node listen beyond loopback without --auth (only on a network where every machine is trusted)")
 	f.StringVar(&fl.creds, "nats-creds", "", "NATS credentials (.creds) file")
 	f.StringVar(&fl.nkey, "nats-nkey", "", "NATS NKey seed file")
 	f.StringVar(&fl.tlsCA, "nats-tls-ca", "", "CA file to verify the NATS servers")
@@ -120,6 +126,10 @@ func (fl *upFlags) resolve(c *cobra.Command) (Config, error) {
 	set("http", &cfg.HTTP, fl.http)
 	set("host", &cfg.Host, fl.host)
 	set("nats-listen", &cfg.NATS.Listen, fl.listen)
+	set("auth", &cfg.NATS.Auth, fl.auth)
+	if c.Flags().Changed("insecure") {
+		cfg.NATS.Insecure = fl.insecure
+	}
 	set("nats-creds", &cfg.NATS.Credentials, fl.creds)
 	set("nats-nkey", &cfg.NATS.NKey, fl.nkey)
 	set("nats-tls-ca", &cfg.NATS.TLS.CA, fl.tlsCA)
@@ -207,6 +217,17 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	bopts.DedupeWindow = cfg.NATS.DedupeWindow
 	bopts.ClientName = "lifeboat " + cfg.Host
 	bopts.Logger = logger
+	bopts.Insecure = cfg.NATS.Insecure
+	var keys *auth.Cluster
+	if cfg.NATS.Auth != "" {
+		if keys, err = auth.Load(cfg.NATS.Auth); err != nil {
+			return err
+		}
+		if bopts.NKey, err = keys.HostSeed(cfg.NATS.Auth, cfg.Host); err != nil {
+			return err
+		}
+		bopts.Auth = keys.ServerAuth()
+	}
 	b, err := bus.Connect(ctx, bopts)
 	if err != nil {
 		return err
@@ -233,7 +254,7 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	defer func() { _ = hostSvc.Stop() }()
 
 	deps := service.Deps{Bus: b, Host: cfg.Host, DataDir: cfg.Data, Version: version, Logger: logger, Telemetry: tel,
-		LeaderTTL: cfg.Leases.LeaderTTL, LeaseMargin: cfg.Leases.Margin}
+		LeaderTTL: cfg.Leases.LeaderTTL, LeaseMargin: cfg.Leases.Margin, Auth: keys}
 	if hv.leases != nil {
 		deps.Instances = hv.leases
 	}

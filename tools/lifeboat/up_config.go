@@ -96,7 +96,15 @@ type NATSConfig struct {
 	// URLs of an external cluster; empty runs an embedded server.
 	URLs []string `yaml:"urls"`
 	// Listen is the embedded server's client address.
-	Listen      string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// Auth is the directory `lifeboat init-cluster` wrote: this host
+	// reads cluster.json and host-<host>.nk from it, requires every client
+	// and route to authenticate, and acts only on operator commands
+	// signed by an operator key.
+	Auth string `yaml:"auth"`
+	// Insecure lets the embedded node listen beyond loopback without
+	// Auth: only on a network where every machine is trusted.
+	Insecure    bool   `yaml:"insecure"`
 	Credentials string `yaml:"credentials"`
 	NKey        string `yaml:"nkey"`
 	TLS         struct {
@@ -169,6 +177,7 @@ func (cfg *Config) eachPath(fn func(key string, p *string)) {
 		key string
 		p   *string
 	}{
+		{"nats.auth", &cfg.NATS.Auth},
 		{"nats.credentials", &cfg.NATS.Credentials},
 		{"nats.nkey", &cfg.NATS.NKey},
 		{"nats.tls.ca", &cfg.NATS.TLS.CA},
@@ -245,6 +254,17 @@ func (cfg *Config) validate(f *config.File) error {
 	if len(cfg.NATS.URLs) == 0 {
 		if _, _, err := net.SplitHostPort(cfg.NATS.Listen); err != nil {
 			return f.Errorf("nats.listen", "%q is not host:port (e.g. 127.0.0.1:4222)", cfg.NATS.Listen)
+		}
+	}
+	if cfg.NATS.Auth != "" {
+		if len(cfg.NATS.URLs) > 0 {
+			return f.Errorf("nats.auth", "is the embedded cluster's authentication; with an external cluster (nats.urls) give this host's credential with nats.credentials or nats.nkey")
+		}
+		if cfg.NATS.NKey != "" || cfg.NATS.Credentials != "" {
+			return f.Errorf("nats.auth", "already names this host's key (host-%s.nk): drop nats.nkey and nats.credentials", cfg.Host)
+		}
+		if cfg.NATS.Insecure {
+			return f.Errorf("nats.insecure", "contradicts nats.auth: drop one")
 		}
 	}
 	cl := cfg.NATS.Cluster
