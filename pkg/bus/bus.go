@@ -402,6 +402,16 @@ const routeConnErr = "Error trying to connect to route (attempt %v): %v"
 // 'Rejecting ...'").
 var nameConflict = regexp.MustCompile(`^(\S+) - rid:\d+ - (?:.* - )?(Route Error ')?Rejecting connection, cluster name "([^"]*)" does not match "([^"]*)"`)
 
+// authRefused matches nats-server's refusal of a credential: a peer
+// refusing this node's route ("<addr> - rid:N - Route Error
+// 'Authorization Violation'"), or this node refusing a route or a client
+// ("<addr> - rid:N - authentication error - User \"route\"", cid: for a
+// client).
+var authRefused = regexp.MustCompile(`^(\S+) - (rid|cid):\d+ - (Route Error 'Authorization Violation'|authentication error)`)
+
+// routeFlush is a write on a route the peer has closed.
+var routeFlush = regexp.MustCompile(`^\S+ - rid:\d+ - Error flushing: `)
+
 // natsLogger routes nats-server's log lines to slog. Fatalf must not exit
 // the process: lifeboat reports the failure itself. The server's lines
 // about routes to peers are replaced by lifeboat's own, which say which
@@ -453,6 +463,15 @@ func (n *natsLogger) Errorf(format string, v ...any) {
 		return
 	}
 	msg := fmt.Sprintf(format, v...)
+	if m := authRefused.FindStringSubmatch(msg); m != nil {
+		n.authRefused(m[1], m[2], m[3] != "", msg)
+		return
+	}
+	if routeFlush.MatchString(msg) {
+		// A route the peer closed, refusing it: said by the lines above.
+		n.l.Debug(msg)
+		return
+	}
 	if m := nameConflict.FindStringSubmatch(msg); m != nil {
 		n.nameConflict(m[1], m[2] != "", m[3], m[4], msg)
 		return
@@ -519,17 +538,60 @@ func (n *natsLogger) nameConflict(addr string, dialled bool, a, b, raw string) {
 		slog.String("peer", peer), slog.String("cluster", n.cluster), slog.String("peer_cluster", theirs))
 }
 
+// authRefused logs a refused credential: which end, which credential, and
+// what to do, at most every n.every per address.
+func (n *natsLogger) authRefused(addr, kind string, routeError bool, raw string) {
+	// A route error on a connection this node dialled is the peer's
+	// refusal; on one it accepted, the echo of this node's own.
+	theyRefused := routeError && slices.Contains(n.peers, n.peerFor(addr))
+	switch {
+	case theyRefused:
+		peer := n.peerFor(addr)
+		if n.due(peer, "it refuses this node's route credential") {
+			n.l.Error(fmt.Sprintf("cluster peer %s refused this node's route credential (retrying meanwhile): the hosts run with different cluster.json files; give every host the cluster.json of one lifeboat init-cluster run (--auth DIR)", peer),
+				slog.String("peer", peer))
+			return
+		}
+	case kind == "rid":
+		peer := n.peerAt(addr)
+		n.mu.Lock()
+		n.problems[peer] = peerProblem{why: "it presents a wrong route credential", at: time.Now()}
+		n.mu.Unlock()
+		if n.rate("route from " + peer) {
+			n.l.Error(fmt.Sprintf("refused a route from %s: wrong or missing route credential; if that node is one of this cluster's hosts, give it this cluster's cluster.json (--auth DIR)", peer),
+				slog.String("peer", peer))
+			return
+		}
+	default:
+		host, _, _ := net.SplitHostPort(addr)
+		if n.rate("client " + host) {
+			n.l.Warn(fmt.Sprintf("refused a client from %s: wrong or missing credential (operators use --nats-nkey operator.nk from lifeboat init-cluster)", host),
+				slog.String("client", addr))
+			return
+		}
+	}
+	n.l.Debug(raw)
+}
+
 // due records the problem of peer and says whether it is to be logged:
 // at most once per n.every per peer.
 func (n *natsLogger) due(peer, why string) bool {
 	n.mu.Lock()
+	n.problems[peer] = peerProblem{why: why, at: time.Now()}
+	n.mu.Unlock()
+	return n.rate(peer)
+}
+
+// rate says whether what is keyed by key is to be logged: at most once
+// per n.every.
+func (n *natsLogger) rate(key string) bool {
+	n.mu.Lock()
 	defer n.mu.Unlock()
 	now := time.Now()
-	n.problems[peer] = peerProblem{why: why, at: now}
-	if now.Sub(n.last[peer]) < n.every {
+	if now.Sub(n.last[key]) < n.every {
 		return false
 	}
-	n.last[peer] = now
+	n.last[key] = now
 	return true
 }
 
