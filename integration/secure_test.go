@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/auth"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/client"
@@ -96,6 +97,13 @@ func TestSecuredCluster(t *testing.T) {
 		testtool.WaitFor(t, 30*time.Second, func() error {
 			if routes(invited) == 0 {
 				return errors.New("the route with the credential has not formed")
+			}
+			return nil
+		})
+		// The refusal is logged by the refusing node, naming the fix.
+		testtool.WaitFor(t, 30*time.Second, func() error {
+			if !strings.Contains(h1.Log(), "refused a route from") {
+				return errors.New("h1 has not logged the refused route")
 			}
 			return nil
 		})
@@ -231,6 +239,35 @@ func TestSecuredCluster(t *testing.T) {
 			t.Errorf("dead letter reason %q, want it to say the command was not signed", r)
 		}
 	})
+
+	t.Run("a state-changing request needs an operator's signature", func(t *testing.T) {
+		host, err := connect(h1.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer host.Close()
+		securedRequests(t, c, host)
+	})
+}
+
+// securedRequests, in TestSecuredCluster's cluster: a state-changing request (plan disable) is answered 403 unless an operator
+// signed it.
+func securedRequests(t *testing.T, c *hosttest.Cluster, host *nats.Conn) {
+	op, err := auth.ReadSeed(filepath.Join(c.Auth, auth.OperatorSeedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := api.PlanRequest{Name: "no-such-plan"}
+	err = client.Call(ctx, host, events.ServiceBackupScheduler, api.PlanDisable, req, nil)
+	if client.Code(err) != "403" || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("unsigned plan disable: %v (code %q), want 403 saying it is not signed", err, client.Code(err))
+	}
+	err = client.Call(client.WithSigner(ctx, op), host, events.ServiceBackupScheduler, api.PlanDisable, req, nil)
+	if err == nil || client.Code(err) == "403" {
+		t.Errorf("signed plan disable of an unknown plan: %v (code %q), want the service's own answer", err, client.Code(err))
+	}
 }
 
 // testURL is a route URL with a credential.
