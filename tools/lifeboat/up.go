@@ -169,6 +169,13 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	slog.SetDefault(logger)
 	targets, _ := resolveTargets(cfg.Targets)
 	started := time.Now()
+	// The data directory is this process's alone: a second process on it
+	// is refused at once, before any port is bound (up_presence.go).
+	ident, err := lockData(cfg, targets, started)
+	if err != nil {
+		return err
+	}
+	defer ident.unlock()
 
 	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "lifeboat", ServiceVersion: version, Host: cfg.Host})
 	if err != nil {
@@ -228,12 +235,22 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 		}
 		bopts.Auth = keys.ServerAuth()
 	}
+	// A second live process of this host is refused before its node
+	// joins the cluster, and by the claim once connected.
+	if err := ident.probe(ctx, cfg, bopts, logger); err != nil {
+		return err
+	}
 	b, err := bus.Connect(ctx, bopts)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	readyBus.Store(b)
+	pres, err := ident.claim(ctx, b, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer releasePresence(pres, logger)
 
 	hv := &hostView{b: b, cfg: cfg, targets: targets, started: started, skew: &lease.Skew{}}
 	if len(cfg.Instances) > 0 {
@@ -300,6 +317,14 @@ func up(ctx context.Context, cfg Config, stderr interface{ Write([]byte) (int, e
 	go func() {
 		defer wg.Done()
 		hv.watchSkew(svcCtx, logger)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Its host identity lost to another process, this one exits.
+		if err := pres.Hold(svcCtx); err != nil {
+			stopServices(err)
+		}
 	}()
 	wg.Add(1)
 	go func() {

@@ -1,0 +1,4 @@
+package presence
+
+// ParseInfo is parseInfo, for the tests.
+var ParseInfo = parseInfo
