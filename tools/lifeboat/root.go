@@ -25,6 +25,7 @@ talk to a running one over NATS.`,
 	root.AddCommand(
 		newUpCmd(),
 		newInitClusterCmd(),
+		newClusterCmd(),
 		newStatusCmd(),
 		newEventsCmd(),
 		newScheduleCmd(),

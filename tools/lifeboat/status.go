@@ -80,9 +80,14 @@ type statusReport struct {
 	// Streams are the streams, the buckets' (KV_, OBJ_) included.
 	Streams []statusStream `json:"streams"`
 	// StreamsError says why the streams could not be listed.
-	StreamsError string          `json:"streams_error,omitempty"`
-	Hosts        []statusHost    `json:"hosts"`
-	Services     []statusService `json:"services"`
+	StreamsError string `json:"streams_error,omitempty"`
+	// Advice says what to do about the streams whose replicas are fewer
+	// than configured, offline or lagging: one sentence per cause (a
+	// host's replicas offline, streams short of a replica, a host
+	// catching up).
+	Advice   []string        `json:"advice,omitempty"`
+	Hosts    []statusHost    `json:"hosts"`
+	Services []statusService `json:"services"`
 	// Instances are the instances' leases: who is active, in which epoch.
 	Instances []api.InstanceLease `json:"instances,omitempty"`
 	// Problems are what is wrong, one sentence each.
@@ -127,6 +132,14 @@ type statusStream struct {
 	Messages uint64          `json:"messages"`
 	LastSeq  uint64          `json:"last_seq"`
 	Error    string          `json:"error,omitempty"`
+	// Healthy counts the replicas that are current (the leader's
+	// included), when fewer are than configured.
+	Healthy *int `json:"healthy_replicas,omitempty"`
+	// Replication says why, when fewer replicas are healthy than
+	// configured: "2 of 3 replicas", "h3 offline", "h3 lagging 12".
+	Replication string `json:"replication,omitempty"`
+	// Advice is what to do about it.
+	Advice string `json:"advice,omitempty"`
 }
 
 // statusReplica is one replica of a stream.
@@ -135,6 +148,9 @@ type statusReplica struct {
 	Leader  bool   `json:"leader,omitempty"`
 	Current bool   `json:"current"`
 	Offline bool   `json:"offline,omitempty"`
+	// Pending says the replica is placed on the node but has not joined
+	// the stream's group yet.
+	Pending bool   `json:"pending,omitempty"`
 	Lag     uint64 `json:"lag,omitempty"`
 	// ActiveSeconds is how long ago the leader last heard from it.
 	ActiveSeconds float64 `json:"active_seconds,omitempty"`
@@ -353,6 +369,7 @@ func gatherStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ti
 	if knownErr != nil && client.Code(knownErr) != "" {
 		rep.Problems = append(rep.Problems, "volume-monitor's host table: "+answerError(knownErr))
 	}
+	rep.judgeReplication()
 	rep.Problems = append(rep.Problems, rep.problems()...)
 	return rep
 }
@@ -455,13 +472,15 @@ func streamOf(info *jetstream.StreamInfo) statusStream {
 
 // replicaOf says how a replica stands: current, lagging N, or offline.
 func replicaOf(p *jetstream.PeerInfo) statusReplica {
-	r := statusReplica{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag, ActiveSeconds: p.Active.Seconds()}
+	r := statusReplica{Name: p.Name, Current: p.Current, Offline: p.Offline, Pending: p.Pending, Lag: p.Lag, ActiveSeconds: p.Active.Seconds()}
 	switch {
 	case p.Offline:
 		r.State = "offline"
 		if p.Active > 0 {
 			r.State = fmt.Sprintf("offline (seen %s ago)", p.Active.Round(time.Second))
 		}
+	case p.Pending && !p.Current:
+		r.State = "joining"
 	case p.Current:
 		r.State = "current"
 	case p.Lag > 0:
@@ -612,10 +631,17 @@ func (r *statusReport) problems() []string {
 		case s.Replicas > 1 && s.Leader == "":
 			out = append(out, fmt.Sprintf("stream %s: no leader", s.Name))
 		}
+		offline := false
 		for _, p := range s.Peers {
 			if p.Offline {
+				offline = true
 				out = append(out, fmt.Sprintf("stream %s: replica %s offline", s.Name, p.Name))
 			}
+		}
+		// An offline replica is the problem to act on first; once its
+		// node is removed, the replica it leaves missing is.
+		if s.Error == "" && !offline && len(s.Peers) > 0 && len(s.Peers) < s.Replicas {
+			out = append(out, fmt.Sprintf("stream %s: %d of %d replicas (a new node takes the missing ones)", s.Name, len(s.Peers), s.Replicas))
 		}
 	}
 	for _, s := range r.Services {
@@ -677,6 +703,7 @@ func (r *statusReport) render(w io.Writer, withInfo bool) {
 		fmt.Fprintln(tw, r.StreamsError)
 	}
 	fmt.Fprintln(tw)
+	r.renderReplication(tw)
 
 	fmt.Fprintf(tw, "HOST\tSTATE\tHEARTBEAT\tSKEW\tCONFIG\n")
 	for _, h := range r.Hosts {
@@ -800,4 +827,95 @@ func ageText(sec float64) string {
 		return d.Round(time.Second).String()
 	}
 	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}
+
+// judgeReplication marks each stream with fewer healthy (current)
+// replicas than configured, saying why and what to do, and gathers the
+// advice once per cause in r.Advice: a host whose replicas are offline
+// (dead for good: remove it and start a replacement; coming back: wait),
+// streams short of replicas after a removal (a new node takes them), a
+// host catching up (wait).
+func (r *statusReport) judgeReplication() {
+	offline := map[string]int{} // host → streams where its replica is offline
+	behind := map[string]int{}  // host → streams where its replica catches up
+	var short []string          // streams with fewer replicas than configured
+	most := 0                   // the most replicas one of them wants
+	nodes := 0                  // the JetStream meta group's size
+	for _, n := range r.Nodes {
+		nodes = max(nodes, n.MetaPeers)
+	}
+	for i := range r.Streams {
+		s := &r.Streams[i]
+		if s.Error != "" || s.Replicas < 2 || len(s.Peers) == 0 {
+			continue
+		}
+		healthy := 0
+		var why, advice []string
+		for _, p := range s.Peers {
+			switch {
+			case p.Leader || p.Current && !p.Offline:
+				healthy++
+			case p.Offline:
+				offline[p.Name]++
+				why = append(why, p.Name+" offline")
+				advice = append(advice, fmt.Sprintf("if %s is dead for good, `lifeboat cluster remove %s` and start a replacement host; if it is coming back, wait", p.Name, p.Name))
+			default:
+				behind[p.Name]++
+				why = append(why, p.Name+" "+p.State)
+				advice = append(advice, "wait: "+p.Name+" is catching up")
+			}
+		}
+		if len(s.Peers) < s.Replicas {
+			short = append(short, s.Name)
+			most = max(most, s.Replicas)
+			why = append([]string{fmt.Sprintf("%d of %d replicas", len(s.Peers), s.Replicas)}, why...)
+			advice = append(advice, shortAdvice(nodes, s.Replicas, true))
+		}
+		if healthy >= s.Replicas {
+			continue
+		}
+		s.Healthy = &healthy
+		s.Replication = strings.Join(why, "; ")
+		s.Advice = strings.Join(advice, "; ")
+	}
+	for _, h := range slices.Sorted(maps.Keys(offline)) {
+		r.Advice = append(r.Advice, fmt.Sprintf("%s's replicas are offline in %d stream(s): if %s is dead for good, run `lifeboat cluster remove %s`, then start a replacement host (README, \"Replacing a host\"); if it is coming back, wait: its replicas catch up once it runs", h, offline[h], h, h))
+	}
+	if len(short) > 0 {
+		r.Advice = append(r.Advice, fmt.Sprintf("%d stream(s) have fewer replicas than configured (%s): %s", len(short), strings.Join(short, ", "), shortAdvice(nodes, most, false)))
+	}
+	for _, h := range slices.Sorted(maps.Keys(behind)) {
+		r.Advice = append(r.Advice, fmt.Sprintf("%s is catching up in %d stream(s): wait; status shows its replicas current when it is done", h, behind[h]))
+	}
+}
+
+// shortAdvice is what to do about streams short of replicas: wait while
+// the JetStream meta group has nodes enough to place them, else start a
+// replacement host (said briefly for one stream).
+func shortAdvice(nodes, replicas int, brief bool) string {
+	if nodes >= replicas {
+		return "wait: the JetStream meta leader places the missing replicas on the cluster's other nodes"
+	}
+	if brief {
+		return "start a replacement host: the missing replicas are placed on it"
+	}
+	return "start a replacement host (`lifeboat up --host NEW --cluster-listen ADDR:PORT --peers <the other hosts' cluster addresses>,ADDR:PORT`, a fresh data directory, the same lifeboat.yaml): the JetStream meta leader places the missing replicas on it"
+}
+
+// renderReplication writes the streams with fewer healthy replicas than
+// configured and what to do.
+func (r *statusReport) renderReplication(tw *tabwriter.Writer) {
+	if !slices.ContainsFunc(r.Streams, func(s statusStream) bool { return s.Healthy != nil }) {
+		return
+	}
+	fmt.Fprintf(tw, "UNDER-REPLICATED\tHEALTHY\tWHY\n")
+	for _, s := range r.Streams {
+		if s.Healthy != nil {
+			fmt.Fprintf(tw, "%s\t%d of %d\t%s\n", s.Name, *s.Healthy, s.Replicas, s.Replication)
+		}
+	}
+	for _, a := range r.Advice {
+		fmt.Fprintf(tw, "what to do: %s\n", a)
+	}
+	fmt.Fprintln(tw)
 }

@@ -428,6 +428,10 @@ func serveHostInfo(hv *hostView) (micro.Service, error) {
 		defer cancel()
 		_ = req.RespondJSON(hv.info(ctx))
 	}))
+	if err == nil {
+		// `lifeboat cluster remove`: see up_membership.go.
+		err = g.AddEndpoint(removePeerEndpoint, micro.HandlerFunc(hv.removePeer))
+	}
 	if err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("host info: endpoint: %w", err)
