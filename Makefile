@@ -20,10 +20,11 @@ LDFLAGS := -X main.version=$(VERSION)
 PKGS    := lifeboat.dev/...
 TESTFLAGS ?= -p 2 -timeout 30m
 DATA    ?= .data
+IMAGE   ?= lifeboat:local
 
 export LIFEBOAT_SQLC := $(SQLC)
 
-.PHONY: all build run test test-short gen gen-check fmt-check lint bench tools deps clean
+.PHONY: all build run test test-short gen gen-check fmt-check lint bench tools deps clean image e2e-compose
 
 all: build
 
@@ -43,6 +44,19 @@ run: build
 ## with the real parts they need
 test: tools deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## image: the lifeboat Docker image FROM scratch (deploy/Dockerfile) over
+## the static binary, tagged $(IMAGE); see deploy/README.md
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o deploy/.build/lifeboat ./tools/lifeboat
+	docker build --tag $(IMAGE) deploy
+
+## e2e-compose: deploy/docker-compose.yml on the real Docker engine (its own
+## image, project and credentials): three hosts form one cluster, survive
+## docker kill and a network partition; all removed afterwards. make test
+## runs it too
+e2e-compose:
+	$(GO) test -count=1 -v -timeout 10m -run '^TestCompose' lifeboat.dev/integration
 
 ## gen: sqlc query code and the events' JSON Schemas
 gen: $(SQLC)
@@ -86,4 +100,4 @@ deps:
 	@bash .ci/deps.sh
 
 clean:
-	rm -rf bin bench/out $(DATA)
+	rm -rf bin bench/out deploy/.build $(DATA)
