@@ -3,14 +3,17 @@
 // from chunks it already holds plus what arrives), and backup-scheduler
 // can write a `files` archive as one compressed frame per chunk.
 //
-// Two cutters, both from github.com/PlakarKorp/go-cdc-chunkers under
-// versioned algorithm names (a chunk list records its Params, so it is
-// read with the cutter that made it; see README.md for the choice):
+// Three cutters under versioned algorithm names (a chunk list records its
+// Params, so it is read with the cutter that made it), the first two from
+// github.com/PlakarKorp/go-cdc-chunkers (see README.md for the choice):
 //
 //   - Pages: fixed chunks of whole SQLite pages, for `sqlite` payloads. A
 //     changed page changes exactly its chunk, and nothing shifts.
 //   - Content: FastCDC (content-defined) for streams where an insertion
 //     shifts everything after it, such as the tar of a `files` tree.
+//   - ZstdFrames: the frames of a zstd stream (frames.go), for the
+//     `files` archive, which compresses each Content chunk of its tar as
+//     one frame.
 package chunk
 
 import (
@@ -64,8 +67,11 @@ var Content = Params{Algorithm: AlgorithmFastCDC, Min: 4 << 10, Normal: 16 << 10
 
 // Validate says what is wrong with p, or nil.
 func (p Params) Validate() error {
-	if p.Algorithm != AlgorithmFixed && p.Algorithm != AlgorithmFastCDC {
-		return fmt.Errorf("chunk: algorithm %q is not %s or %s", p.Algorithm, AlgorithmFixed, AlgorithmFastCDC)
+	if p.Algorithm != AlgorithmFixed && p.Algorithm != AlgorithmFastCDC && p.Algorithm != AlgorithmZstdFrames {
+		return fmt.Errorf("chunk: algorithm %q is not %s, %s or %s", p.Algorithm, AlgorithmFixed, AlgorithmFastCDC, AlgorithmZstdFrames)
+	}
+	if p.Algorithm == AlgorithmZstdFrames && p.Max < zstdMaxHeader {
+		return fmt.Errorf("chunk: %s pieces of at most %d bytes cannot hold a frame header; want max >= %d", p.Algorithm, p.Max, zstdMaxHeader)
 	}
 	if p.Min <= 0 || p.Min > p.Normal || p.Normal > p.Max {
 		return fmt.Errorf("chunk: sizes min %d, normal %d, max %d: want 0 < min <= normal <= max", p.Min, p.Normal, p.Max)
@@ -105,6 +111,9 @@ type Ref struct {
 func Split(r io.Reader, p Params, fn func(ref Ref, data []byte) error) error {
 	if err := p.Validate(); err != nil {
 		return err
+	}
+	if p.Algorithm == AlgorithmZstdFrames {
+		return splitZstdFrames(r, p, fn)
 	}
 	c, err := chunkers.NewChunker(p.Algorithm, r, &chunkers.ChunkerOpts{MinSize: p.Min, NormalSize: p.Normal, MaxSize: p.Max})
 	if err != nil {

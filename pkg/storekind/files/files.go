@@ -1,7 +1,9 @@
 // Package files is the store kind for a directory tree: the files under a
 // root, chosen with include and exclude patterns (the seed's "exclude data/
 // and logs/"), archived as tar + zstd with modes, owners, times and symlinks
-// kept, and extracted back safely.
+// kept, and extracted back safely. The archive is one zstd frame per
+// content-defined chunk of the tar (frames.go), so that a small change in
+// the tree is a small change in the archive.
 package files
 
 import (
@@ -89,10 +91,7 @@ func (k *Kind) Dump(ctx context.Context, payloadDir string) (backup.Info, error)
 		return backup.Info{}, fmt.Errorf("files: %w", err)
 	}
 	defer out.Close()
-	zw, err := zstd.NewWriter(out)
-	if err != nil {
-		return backup.Info{}, fmt.Errorf("files: %w", err)
-	}
+	zw := newFramedWriter(out)
 	defer zw.Close()
 	a := &archiver{sel: newSelector(k), root: root, tw: tar.NewWriter(zw), emitted: map[string]bool{}, pending: map[string]fs.FileInfo{}}
 	if err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
