@@ -11,7 +11,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/auth"
-	"lifeboat.dev/pkg/bus"
+	"lifeboat.dev/pkg/store"
 )
 
 // classUnsigned is the dead-letter class of a command refused for its
@@ -46,21 +46,25 @@ func (rt *Runtime) judge(subject, id string, get func(string) string, body []byt
 
 // operatorOnly guards an Operator endpoint: a request the service may not
 // act on (see judge) is answered 403, and every request, carried out or
-// not, is recorded as a CommandAudited event.
+// not, is recorded as a CommandAudited event. The record goes through the
+// outbox, committed before the handler acts: it is durable on this host
+// and published when JetStream can store it, so an operator's change is
+// not refused for want of a quorum (it waits in the outbox, as the
+// change's own events do) and never happens without its trail.
 func (rt *Runtime) operatorOnly(h micro.HandlerFunc) micro.HandlerFunc {
 	return func(req micro.Request) {
 		hdr := req.Headers()
 		a := rt.judge(req.Subject(), hdr.Get(auth.HeaderRequestID), hdr.Get, req.Data(), time.Now())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		env, err := bus.NewEnvelope(ctx, rt.DB.Source, &a)
-		if err == nil {
-			err = rt.Publisher.Publish(ctx, env)
-		}
+		err := rt.DB.Update(ctx, func(tx *store.Tx) error {
+			_, err := tx.Emit(ctx, &a)
+			return err
+		})
 		if err != nil {
 			// No trail, no change: an operator retries.
-			rt.Logger.Error("audit record not published; request refused", slog.String("subject", req.Subject()), slog.String("error", err.Error()))
-			_ = req.Error("503", "the audit record of this request could not be published: "+err.Error(), nil)
+			rt.Logger.Error("audit record not stored; request refused", slog.String("subject", req.Subject()), slog.String("error", err.Error()))
+			_ = req.Error("503", "the audit record of this request could not be stored: "+err.Error(), nil)
 			return
 		}
 		if !a.Accepted {

@@ -270,7 +270,11 @@ func (s *Service) hosts(ctx context.Context) []string {
 		set[h] = true
 	}
 	if s.rt != nil {
-		found, err := s.rt.ServiceHosts(ctx, known, 20*time.Millisecond, 500*time.Millisecond)
+		// As patient as refreshHosts: on a loaded host a second reply can
+		// come 20 ms after the first, and a host not found here is not
+		// waited for (seen in CI). Once every known host answered, the
+		// ping ends at once.
+		found, err := s.rt.ServiceHosts(ctx, known, 250*time.Millisecond, 2*time.Second)
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "could not ask which hosts run dns-updater", slog.String("error", err.Error()))
 		}
