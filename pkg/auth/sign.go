@@ -91,3 +91,41 @@ func Verify(subject, id string, get func(string) string, body []byte) (Signature
 	}
 	return Signature{Key: pub, At: when}, nil
 }
+
+// Verdict is what Judge decided about a command or an operator request.
+type Verdict struct {
+	// Key and SignedAt are the verified signer and its clock, if signed.
+	Key      string
+	SignedAt time.Time
+	// Operator is the operator's name in cluster.json, if Key is one.
+	Operator string
+	// Accepted says it may be acted on; Reason says why not.
+	Accepted bool
+	Reason   string
+}
+
+// Judge decides whether a command or an operator request (subject, id,
+// body, headers looked up by get) may be acted on: with keys (a cluster
+// started with --auth), only when an operator key of cluster.json signed
+// it; without (a cluster on loopback), always, the signature recorded
+// when there is one.
+func Judge(keys *Cluster, subject, id string, get func(string) string, body []byte) Verdict {
+	v := Verdict{Accepted: true}
+	sig, err := Verify(subject, id, get, body)
+	if err == nil {
+		v.Key, v.SignedAt = sig.Key, sig.At.UTC()
+		if keys != nil {
+			v.Operator, _ = keys.Operator(sig.Key)
+		}
+	}
+	switch {
+	case keys == nil:
+	case errors.Is(err, ErrUnsigned):
+		v.Accepted, v.Reason = false, "not signed: this cluster requires operator commands signed with an operator key (lifeboat ... --nats-nkey operator.nk)"
+	case err != nil:
+		v.Accepted, v.Reason = false, "bad signature: "+err.Error()
+	case v.Operator == "":
+		v.Accepted, v.Reason = false, fmt.Sprintf("signed by %s, which is no operator key of this cluster's cluster.json", sig.Key)
+	}
+	return v
+}

@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,29 +17,12 @@ import (
 const classUnsigned = "unsigned"
 
 // judge says who signed what a service received (a command, or a request
-// to an Operator endpoint) and whether the service may act on it: with
-// Deps.Auth, only when an operator key of cluster.json signed it; without
-// (a cluster on loopback), always, the signature recorded when there is
-// one. get looks a header up.
+// to an Operator endpoint) and whether the service may act on it
+// (auth.Judge), as the CommandAudited event that records it.
 func (rt *Runtime) judge(subject, id string, get func(string) string, body []byte, received time.Time) events.CommandAudited {
-	a := events.CommandAudited{Subject: subject, ID: id, Service: rt.Spec.Name, Host: rt.Deps.Host, ReceivedAt: received.UTC(), Accepted: true}
-	sig, err := auth.Verify(subject, id, get, body)
-	if err == nil {
-		a.Key, a.SignedAt = sig.Key, sig.At.UTC()
-		if rt.Deps.Auth != nil {
-			a.Operator, _ = rt.Deps.Auth.Operator(sig.Key)
-		}
-	}
-	switch {
-	case rt.Deps.Auth == nil:
-	case errors.Is(err, auth.ErrUnsigned):
-		a.Accepted, a.Reason = false, "not signed: this cluster requires operator commands signed with an operator key (lifeboat ... --nats-nkey operator.nk)"
-	case err != nil:
-		a.Accepted, a.Reason = false, "bad signature: "+err.Error()
-	case a.Operator == "":
-		a.Accepted, a.Reason = false, fmt.Sprintf("signed by %s, which is no operator key of this cluster's cluster.json", sig.Key)
-	}
-	return a
+	v := auth.Judge(rt.Deps.Auth, subject, id, get, body)
+	return events.CommandAudited{Subject: subject, ID: id, Service: rt.Spec.Name, Host: rt.Deps.Host, ReceivedAt: received.UTC(),
+		Key: v.Key, SignedAt: v.SignedAt, Operator: v.Operator, Accepted: v.Accepted, Reason: v.Reason}
 }
 
 // operatorOnly guards an Operator endpoint: a request the service may not

@@ -133,36 +133,22 @@ func (hv *hostView) removePeer(req micro.Request) {
 	_ = req.RespondJSON(reply)
 }
 
-// audit judges who asked: with --auth, only what an operator key of
-// cluster.json signed is carried out (as the services' operator
-// endpoints do).
+// audit judges who asked (auth.Judge): with --auth, only what an
+// operator key of cluster.json signed is carried out, as the services'
+// operator endpoints do.
 func (hv *hostView) audit(req micro.Request) events.CommandAudited {
-	a := events.CommandAudited{Subject: req.Subject(), Service: api.HostService, Host: hv.cfg.Host, ReceivedAt: time.Now().UTC(), Accepted: true}
 	hdr := req.Headers()
-	a.ID = hdr.Get(auth.HeaderRequestID)
-	sig, err := auth.Verify(req.Subject(), a.ID, hdr.Get, req.Data())
-	if err == nil {
-		a.Key, a.SignedAt = sig.Key, sig.At.UTC()
+	a := events.CommandAudited{Subject: req.Subject(), ID: hdr.Get(auth.HeaderRequestID), Service: api.HostService, Host: hv.cfg.Host, ReceivedAt: time.Now().UTC()}
+	var keys *auth.Cluster
+	if hv.cfg.NATS.Auth != "" {
+		var err error
+		if keys, err = auth.Load(hv.cfg.NATS.Auth); err != nil {
+			a.Reason = "this host cannot read its cluster.json: " + err.Error()
+			return a
+		}
 	}
-	if hv.cfg.NATS.Auth == "" {
-		return a
-	}
-	keys, kerr := auth.Load(hv.cfg.NATS.Auth)
-	if kerr != nil {
-		a.Accepted, a.Reason = false, "this host cannot read its cluster.json: "+kerr.Error()
-		return a
-	}
-	if err == nil {
-		a.Operator, _ = keys.Operator(sig.Key)
-	}
-	switch {
-	case errors.Is(err, auth.ErrUnsigned):
-		a.Accepted, a.Reason = false, "not signed: this cluster requires operator requests signed with an operator key (lifeboat ... --nats-nkey operator.nk)"
-	case err != nil:
-		a.Accepted, a.Reason = false, "bad signature: "+err.Error()
-	case a.Operator == "":
-		a.Accepted, a.Reason = false, fmt.Sprintf("signed by %s, which is no operator key of this cluster's cluster.json", sig.Key)
-	}
+	v := auth.Judge(keys, a.Subject, a.ID, hdr.Get, req.Data())
+	a.Key, a.SignedAt, a.Operator, a.Accepted, a.Reason = v.Key, v.SignedAt, v.Operator, v.Accepted, v.Reason
 	return a
 }
 
