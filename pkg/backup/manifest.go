@@ -136,12 +136,22 @@ func ReadManifest(dir, name string) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, fmt.Errorf("backup: %s: %w", name, err)
 	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("backup: %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// ParseManifest reads and checks a MANIFEST.json's bytes; an error wraps
+// ErrCorrupt.
+func ParseManifest(b []byte) (Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("backup: %s: %w: %s: %v", name, ErrCorrupt, ManifestName, err)
+		return Manifest{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, ManifestName, err)
 	}
 	if err := m.check(); err != nil {
-		return Manifest{}, fmt.Errorf("backup: %s: %w: %s: %v", name, ErrCorrupt, ManifestName, err)
+		return Manifest{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, ManifestName, err)
 	}
 	return m, nil
 }

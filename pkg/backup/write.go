@@ -275,13 +275,17 @@ func writeFileSync(p string, b []byte) error {
 // running, such as when the plan's owner starts: it cannot tell a crashed
 // write from a running one. Nothing else in dir is touched.
 func CleanTemp(ctx context.Context, dir string) ([]string, error) {
+	return cleanPrefix(ctx, dir, tempPrefix)
+}
+
+func cleanPrefix(ctx context.Context, dir, prefix string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("backup: clean %s: %w", dir, err)
 	}
 	var removed []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) {
+		if !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

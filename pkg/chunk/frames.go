@@ -18,8 +18,9 @@ import (
 // pieces of Max bytes, so memory stays bounded.
 const AlgorithmZstdFrames = "zstd-frames-v1"
 
-// ZstdFrames cuts a zstd stream at its frames, in pieces of at most 1 MiB.
-var ZstdFrames = Params{Algorithm: AlgorithmZstdFrames, Min: 1, Normal: 1 << 20, Max: 1 << 20}
+// ZstdFrames cuts a zstd stream at its frames, in pieces of at most
+// 256 KiB (a chunk travels in one NATS message, 1 MiB at most).
+var ZstdFrames = Params{Algorithm: AlgorithmZstdFrames, Min: 1, Normal: 256 << 10, Max: 256 << 10}
 
 const (
 	zstdMagic          = 0xFD2FB528
