@@ -39,8 +39,9 @@ func backupCLI(t *testing.T, args ...string) (string, error) {
 // backup plan of wr, its store a SQLite file of each host. h1 holds wr's
 // lease; `lifeboat backup take wr`, asked through h3, is carried out on
 // h1 alone, its BackupTaken and manifest recording h1's epoch; no other
-// host backs wr up; a take addressed to h2 is refused by h2. A plan set
-// through one host reaches every host.
+// host backs wr up, and sync ships the backup to h2 (lifeboat sync status
+// says so); a take addressed to h2 is refused by h2. A plan set through
+// one host reaches every host.
 func TestBackupClusterTakesAnInstanceOnItsLeaseHolder(t *testing.T) {
 	dir := t.TempDir()
 	for _, h := range []string{"h1", "h2", "h3"} {
@@ -175,10 +176,41 @@ backup:
 	if answering != 1 {
 		t.Errorf("%d BackupTaken answer the take, want 1", answering)
 	}
-	for _, h := range []string{"h2", "h3"} {
-		if entries, err := os.ReadDir(backups(h)); err == nil && len(entries) > 0 {
-			t.Errorf("%s's directory of wr holds %d entries", h, len(entries))
+	if entries, err := os.ReadDir(backups("h3")); err == nil && len(entries) > 0 {
+		t.Errorf("h3's directory of wr holds %d entries; h3 is no host of wr", len(entries))
+	}
+	// h2, wr's standby, receives h1's backup from sync: a plain copy in
+	// its own directory of wr that verifies from h2's disk alone, and
+	// nothing else (no backup of its own).
+	testtool.WaitFor(t, 30*time.Second, func() error {
+		_, err := backup.Verify(ctx, backups("h2"), taken.Backup)
+		return err
+	})
+	held, err := backup.List(backups("h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range held {
+		if _, err := os.Stat(filepath.Join(backups("h1"), e.Name)); err != nil {
+			t.Errorf("h2 holds %s, which is no backup of h1", e.Name)
 		}
+	}
+	testtool.WaitFor(t, 10*time.Second, func() error {
+		out, err := backupCLI(t, "sync", "status", "--json", "--nats", h3.NATS)
+		var targets []api.SyncTarget
+		if err != nil || json.Unmarshal([]byte(out), &targets) != nil {
+			return fmt.Errorf("lifeboat sync status: %v\n%s", err, out)
+		}
+		if len(targets) != 1 || targets[0].Target != "h2" || targets[0].From != "h1" || targets[0].Backlog != 0 || targets[0].SendError || targets[0].LastBackup == "" {
+			return fmt.Errorf("lifeboat sync status: %+v; want h1 shipping to h2, nothing waiting", targets)
+		}
+		return nil
+	})
+	if out, err := backupCLI(t, "sync", "kick", "--target", "h2", "--host", "h2", "--nats", h3.NATS); err == nil || !strings.Contains(out, "not both") {
+		t.Errorf("sync kick with --target and --host: %v\n%s", err, out)
+	}
+	if out, err := backupCLI(t, "sync", "kick", "--host", "h2", "--nats", h3.NATS); err != nil || !strings.Contains(out, "h1") {
+		t.Errorf("sync kick --host h2: %v\n%s", err, out)
 	}
 
 	// A plan changed through one host is every host's.

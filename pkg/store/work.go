@@ -97,6 +97,20 @@ func (tx *Tx) WorkDone(ctx context.Context, id string) (bool, error) {
 	return n > 0, nil
 }
 
+// WorkKick makes the waiting jobs of kind (of key, unless key is empty)
+// due now instead of after their backoff, and wakes the queue once the
+// transaction commits. It returns how many it made due.
+func (tx *Tx) WorkKick(ctx context.Context, kind, key string) (int64, error) {
+	n, err := tx.q.WorkKick(ctx, db.WorkKickParams{Now: tx.db.now().UnixMilli(), Kind: kind, Key: key})
+	if err != nil {
+		return 0, fmt.Errorf("store: kick %s work: %w", kind, err)
+	}
+	if n > 0 {
+		tx.AfterCommit(tx.db.wakeWork)
+	}
+	return n, nil
+}
+
 // Job is a queued job as a worker sees it.
 type Job struct {
 	ID, Kind, Key, Owner string

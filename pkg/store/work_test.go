@@ -369,3 +369,59 @@ func TestAKindsOwnBackoffIsUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestAKickMakesAWaitingJobDueNow: a job backing off for an hour runs at
+// once when its kind and key are kicked; another key's waits on.
+func TestAKickMakesAWaitingJobDueNow(t *testing.T) {
+	db := open(t, t.TempDir()+"/state.db")
+	ran := make(chan string, 10)
+	worker := func(ctx context.Context, j store.Job) (store.Finish, error) {
+		ran <- j.Key
+		if j.Attempt == 1 {
+			return nil, errors.New("target unreachable")
+		}
+		return nil, nil
+	}
+	queueRun(t, db, store.QueueOptions{
+		Workers: map[string]store.Worker{"ship": worker},
+		Backoff: func(int) time.Duration { return time.Hour },
+	})
+	enqueue(t, db, store.Work{ID: "a", Kind: "ship", Key: "cold"}, store.Work{ID: "b", Kind: "ship", Key: "offsite"})
+	for range 2 {
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the jobs did not run")
+		}
+	}
+	kick := func(key string) int64 {
+		var n int64
+		if err := db.Update(context.Background(), func(tx *store.Tx) (err error) {
+			n, err = tx.WorkKick(context.Background(), "ship", key)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The failed attempts' backoff may still be being recorded.
+	bustest.WaitFor(t, 10*time.Second, 0, func() error {
+		if n := kick("cold"); n != 1 {
+			return fmt.Errorf("kick made %d jobs due, want 1", n)
+		}
+		return nil
+	})
+	select {
+	case k := <-ran:
+		if k != "cold" {
+			t.Fatalf("the kick ran %s's job", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kicked job did not run")
+	}
+	select {
+	case k := <-ran:
+		t.Fatalf("%s's job ran without a kick", k)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -1,27 +1,403 @@
-// Package syncer is the sync service: it ships every backup to the plan's targets (another disk, S3, a JetStream object store) and verifies it there.
+// Package syncer is the sync service: it ships every backup taken on this
+// host to its targets and verifies it there (DESIGN §3 "sync").
 //
-// This is the service's skeleton on the shared runtime (its database, its
-// status endpoint, clean shutdown); its behaviour arrives with its own issue.
+// Built so far: the standby target. A backup of an instance declared in
+// lifeboat.yaml's instances goes to a `dir` target on each of the
+// instance's other hosts (its standby), named by that host: bytes cross
+// hosts only through NATS (pkg/target/remote), and the receiving host's
+// sync service writes a plain backup directory, byte-identical to the
+// source's, at the plan's directory on that host (the plan's directory as
+// lifeboat.yaml gives it there, {host} resolved), so the standby verifies
+// and restores from its own disk, and after a failover the new active's
+// plan continues in the same directory and ships the other way.
+//
+//   - BackupTaken on this host enqueues a transfer per target (a job of the
+//     work queue, keyed by the target: one transfer per target at a time,
+//     in order, retried with a backoff); BackupPruned prunes the target.
+//   - A transfer sends only the chunks the target lacks (pkg/target): the
+//     newest backup both hold is its base, so a backup that differs little
+//     costs little; SyncCompleted carries bytes and chunks sent and the
+//     lag. A failure emits SyncFailed and retries; a backup pruned at the
+//     source before it was sent fails once and is dropped.
+//   - sync.kick (addressed to each sending host: lifeboat sync kick) and a
+//     HostUp for a target's host retry now; a target with work that has not
+//     advanced within sync.stall_timeout gets SyncStalled and shows
+//     send_error in lifeboat sync status until it advances.
 package syncer
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/backup"
+	"lifeboat.dev/pkg/instances"
 	"lifeboat.dev/pkg/service"
+	"lifeboat.dev/pkg/store"
+	"lifeboat.dev/pkg/target"
+	"lifeboat.dev/pkg/target/dir"
+	"lifeboat.dev/pkg/target/remote"
+	"lifeboat.dev/services/sync/internal/db"
 	lbsql "lifeboat.dev/sql"
 )
 
 // Name is the service's name on the bus and on disk.
 const Name = events.ServiceSync
 
+// DefaultStallTimeout is how long a target with work may go without
+// advancing before SyncStalled.
+const DefaultStallTimeout = 5 * time.Minute
+
+// workShip is the work queue's kind of a transfer or a prune.
+const workShip = "ship"
+
+// Config is what sync needs of lifeboat.yaml.
+type Config struct {
+	// PlanDirs are this host's backup directory of each plan, where it
+	// keeps what other hosts ship to it.
+	PlanDirs map[string]string
+	// Instances are the declared instances: a backup of one is shipped to
+	// each of its hosts but the one that took it.
+	Instances instances.Config
+	// StallTimeout (default DefaultStallTimeout).
+	StallTimeout time.Duration
+	// Backoff is the delay before a failed transfer's next attempt
+	// (default: 1 s doubling to 1 min).
+	Backoff func(attempt int) time.Duration
+}
+
+// Service is the sync service.
+type Service struct {
+	cfg Config
+	rt  *service.Runtime
+
+	mu      sync.Mutex
+	targets map[string]*dir.Dir // this host's dir targets, by plan
+}
+
 // Spec describes the service to the runtime.
-func Spec() (service.Spec, error) {
+func Spec(cfg Config) (service.Spec, error) {
 	migrations, err := lbsql.Migrations(Name)
 	if err != nil {
 		return service.Spec{}, err
 	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = func(attempt int) time.Duration {
+			return min(time.Second<<min(attempt-1, 6), time.Minute)
+		}
+	}
+	s := &Service{cfg: cfg, targets: map[string]*dir.Dir{}}
+	receiver := &remote.Server{Resolve: s.resolve}
+	var eps []service.Endpoint
+	for _, ep := range receiver.Endpoints() {
+		eps = append(eps, service.Endpoint{Name: ep.Name, Handler: ep.Handler, HostScoped: true})
+	}
 	return service.Spec{
 		Name:        Name,
-		Description: "Lifeboat sync (skeleton): status only; shipping backups to their targets comes with its issue",
+		Description: "Lifeboat sync: ships each backup to its instance's standby hosts (content-addressed, verified there) and receives theirs",
 		Migrations:  migrations,
+		Init:        func(_ context.Context, rt *service.Runtime) error { s.rt = rt; return nil },
+		Subscriptions: []service.Subscription{
+			service.On(s.handleBackupTaken),
+			service.On(s.handleBackupPruned),
+			service.On(s.handleHostUp),
+			service.On(s.handleKick).Addressed(),
+		},
+		Work:      []service.WorkKind{service.Work(workShip, s.ship).WithBackoff(cfg.Backoff)},
+		Endpoints: eps,
+		Status:    s.status,
+		Run:       s.watchStalls,
 	}, nil
+}
+
+// resolve is this host's dir target of plan, for a sending host.
+func (s *Service) resolve(plan string) (*dir.Dir, error) {
+	p, ok := s.cfg.PlanDirs[plan]
+	if !ok {
+		return nil, fmt.Errorf("host %s has no plan %q in its lifeboat.yaml (backup.plans), so no directory to keep its backups in: declare the plan on every host of its instance", s.host(), plan)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := s.targets[plan]; d != nil {
+		return d, nil
+	}
+	d := dir.New(p)
+	s.targets[plan] = d
+	return d, nil
+}
+
+func (s *Service) host() string { return s.rt.Deps.Host }
+
+// shipJob is a queued transfer (Op "send") or prune (Op "prune").
+type shipJob struct {
+	Op           string    `json:"op"`
+	Target       string    `json:"target"`
+	Host         string    `json:"host"`
+	Plan         string    `json:"plan"`
+	Instance     string    `json:"instance,omitempty"`
+	Backup       string    `json:"backup"`
+	Dir          string    `json:"dir"`
+	Kind         string    `json:"kind,omitempty"`
+	Bytes        int64     `json:"bytes,omitempty"`
+	ConsistentAt time.Time `json:"consistent_at,omitzero"`
+}
+
+// targetsOf are the hosts a backup of instance taken on from goes to.
+func (s *Service) targetsOf(instance, from string) []string {
+	inst, ok := s.cfg.Instances[instance]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for h := range inst.Hosts {
+		if h != from {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *events.BackupTaken, d service.Delivery) error {
+	if ev.Host != s.host() || ev.Dir == "" {
+		return nil // only the host holding the backup can send it
+	}
+	q := db.New(tx)
+	now := time.Now()
+	for _, t := range s.targetsOf(ev.Instance, ev.Host) {
+		if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: t, Host: t, Now: now.UnixMilli()}); err != nil {
+			return err
+		}
+		if err := q.PendingAdd(ctx, db.PendingAddParams{Target: t, Plan: ev.Plan, Backup: ev.Backup, Bytes: ev.Bytes, EnqueuedAt: now.UnixMilli()}); err != nil {
+			return err
+		}
+		j := shipJob{Op: "send", Target: t, Host: t, Plan: ev.Plan, Instance: ev.Instance, Backup: ev.Backup, Dir: ev.Dir,
+			Kind: string(ev.Kind), Bytes: ev.Bytes, ConsistentAt: ev.ConsistentAt}
+		if _, err := tx.Enqueue(ctx, store.Work{ID: "send:" + d.ID + ":" + t, Kind: workShip, Key: t, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) handleBackupPruned(ctx context.Context, tx *store.Tx, ev *events.BackupPruned, d service.Delivery) error {
+	if ev.Host != s.host() {
+		return nil
+	}
+	for _, t := range s.targetsOf(ev.Instance, ev.Host) {
+		for _, p := range ev.Pruned {
+			j := shipJob{Op: "prune", Target: t, Host: t, Plan: ev.Plan, Instance: ev.Instance, Backup: p.Backup}
+			if _, err := tx.Enqueue(ctx, store.Work{ID: "prune:" + d.ID + ":" + t + ":" + p.Backup, Kind: workShip, Key: t, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handleHostUp retries now what waits for the host that is back.
+func (s *Service) handleHostUp(ctx context.Context, tx *store.Tx, ev *events.HostUp, _ service.Delivery) error {
+	_, err := tx.WorkKick(ctx, workShip, ev.Host)
+	return err
+}
+
+func (s *Service) handleKick(ctx context.Context, tx *store.Tx, ev *events.SyncKick, _ service.Delivery) error {
+	key := ev.Target
+	if key == "" {
+		key = ev.Host // a host's dir target is named by its host
+	}
+	n, err := tx.WorkKick(ctx, workShip, key)
+	if err == nil {
+		s.rt.Logger.InfoContext(ctx, "kicked", slog.String("target", key), slog.Int64("transfers", n))
+	}
+	return err
+}
+
+// ship runs a transfer or a prune.
+func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.Finish, error) {
+	log := s.rt.Logger.With(slog.String("target", p.Target), slog.String("plan", p.Plan), slog.String("backup", p.Backup))
+	tg := remote.New(s.rt.Deps.Bus.NC, p.Host, p.Plan)
+	if p.Op == "prune" {
+		if err := tg.Prune(ctx, p.Backup); err != nil {
+			return nil, err
+		}
+		log.InfoContext(ctx, "pruned at the target as at the source")
+		return func(ctx context.Context, tx *store.Tx) error {
+			return db.New(tx).PendingDelete(ctx, db.PendingDeleteParams{Target: p.Target, Plan: p.Plan, Backup: p.Backup})
+		}, nil
+	}
+	start := time.Now()
+	if _, err := os.Stat(filepath.Join(p.Dir, p.Backup, backup.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+		// Pruned at the source before it was sent: nothing to retry.
+		msg := fmt.Sprintf("%s was pruned at the source (%s) before it was sent; the next backup goes instead", p.Backup, p.Dir)
+		log.WarnContext(ctx, "backup gone before it was sent")
+		return func(ctx context.Context, tx *store.Tx) error {
+			if err := db.New(tx).PendingDelete(ctx, db.PendingDeleteParams{Target: p.Target, Plan: p.Plan, Backup: p.Backup}); err != nil {
+				return err
+			}
+			_, err := tx.Emit(ctx, s.failed(p, msg, 0, j.Attempt, 0))
+			return err
+		}, nil
+	}
+	base := ""
+	if p.Kind != string(backup.KindFull) {
+		base = s.base(ctx, tg, p)
+	}
+	var last time.Time
+	st, err := target.Send(ctx, tg, p.Dir, p.Backup, base, target.SendOptions{Progress: func(sent, total int64) {
+		if time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		_ = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+			return db.New(tx).TargetProgress(ctx, db.TargetProgressParams{LastProgressAt: last.UnixMilli(), Sending: p.Backup, BytesSent: sent, BytesTotal: total, Name: p.Target})
+		})
+	}})
+	if err != nil {
+		retry := s.cfg.Backoff(j.Attempt)
+		log.WarnContext(ctx, "transfer failed; will retry", slog.String("error", err.Error()), slog.Int("attempt", j.Attempt), slog.Duration("retry_in", retry))
+		if uerr := s.rt.DB.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+			if err := db.New(tx).TargetFailed(ctx, db.TargetFailedParams{LastError: err.Error(), Name: p.Target}); err != nil {
+				return err
+			}
+			_, err := tx.Emit(ctx, s.failed(p, err.Error(), st.BytesSent, j.Attempt, retry))
+			return err
+		}); uerr != nil {
+			log.ErrorContext(ctx, "SyncFailed not recorded", slog.String("error", uerr.Error()))
+		}
+		return nil, err
+	}
+	now := time.Now()
+	lag := now.Sub(p.ConsistentAt)
+	log.InfoContext(ctx, "synced", slog.String("base", base), slog.Int64("bytes_sent", st.BytesSent), slog.Int64("bytes_total", st.BytesTotal), slog.Duration("lag", lag))
+	return func(ctx context.Context, tx *store.Tx) error {
+		q := db.New(tx)
+		if err := q.PendingDelete(ctx, db.PendingDeleteParams{Target: p.Target, Plan: p.Plan, Backup: p.Backup}); err != nil {
+			return err
+		}
+		if err := q.TargetSynced(ctx, db.TargetSyncedParams{LastPlan: p.Plan, LastBackup: p.Backup, LastSyncedAt: now.UnixMilli(), LastLagMs: lag.Milliseconds(), LastProgressAt: now.UnixMilli(), Name: p.Target}); err != nil {
+			return err
+		}
+		_, err := tx.Emit(ctx, &events.SyncCompleted{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: p.Host,
+			BytesSent: st.BytesSent, BytesTotal: st.BytesTotal, ChunksSent: st.ChunksSent, ChunksTotal: st.ChunksTotal,
+			Lag: events.Millis(lag.Milliseconds()), Duration: events.Millis(now.Sub(start).Milliseconds()), CompletedAt: now.UTC()})
+		return err
+	}, nil
+}
+
+// base is the newest backup the target holds that this host holds too,
+// the same (manifest SHA-256): what a new backup is sent against.
+func (s *Service) base(ctx context.Context, tg target.Target, p *shipJob) string {
+	held, err := tg.List(ctx)
+	if err != nil {
+		return "" // Send asks again and reports the error
+	}
+	for i := len(held) - 1; i >= 0; i-- {
+		h := held[i]
+		if h.Name == p.Backup {
+			continue
+		}
+		if sum, err := manifestSum(filepath.Join(p.Dir, h.Name)); err == nil && sum == h.ManifestSHA256 {
+			return h.Name
+		}
+	}
+	return ""
+}
+
+func (s *Service) failed(p *shipJob, msg string, sent int64, attempt int, retry time.Duration) *events.SyncFailed {
+	return &events.SyncFailed{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: p.Host, Error: msg,
+		BytesSent: sent, BytesTotal: p.Bytes, Attempt: attempt, RetryIn: events.Millis(retry.Milliseconds()), FailedAt: time.Now().UTC()}
+}
+
+// watchStalls reports a target with work that has not advanced within
+// the stall timeout, once, until it advances.
+func (s *Service) watchStalls(ctx context.Context) error {
+	tick := time.NewTicker(min(time.Second, s.cfg.StallTimeout/4))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rows, err := db.New(s.rt.DB.R).ListTargets(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.rt.Logger.WarnContext(ctx, "stall check", slog.String("error", err.Error()))
+			continue
+		}
+		now := time.Now()
+		for _, r := range rows {
+			since := time.UnixMilli(r.LastProgressAt)
+			if r.Backlog == 0 || r.Stalled != 0 || now.Sub(since) < s.cfg.StallTimeout {
+				continue
+			}
+			err := s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+				n, err := db.New(tx).TargetStalled(ctx, r.Name)
+				if err != nil || n == 0 {
+					return err
+				}
+				s.rt.Logger.WarnContext(ctx, "target stalled", slog.String("target", r.Name), slog.Duration("since", now.Sub(since)), slog.String("error", r.LastError))
+				_, err = tx.Emit(ctx, &events.SyncStalled{Target: r.Name, Plan: r.LastPlan, Backup: r.Oldest, Host: r.Host,
+					Lag: events.Millis(now.Sub(since).Milliseconds()), StallTimeout: events.Millis(s.cfg.StallTimeout.Milliseconds()),
+					LastProgressAt: since.UTC(), Error: r.LastError, BytesSent: r.BytesSent, BytesTotal: r.BytesTotal})
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				s.rt.Logger.WarnContext(ctx, "stall not recorded", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// Status is the targets this host ships to.
+func (s *Service) Status(ctx context.Context) (api.SyncStatus, error) {
+	rows, err := db.New(s.rt.DB.R).ListTargets(ctx)
+	if err != nil {
+		return api.SyncStatus{}, err
+	}
+	out := api.SyncStatus{Targets: []api.SyncTarget{}, StallTimeout: s.cfg.StallTimeout.Milliseconds()}
+	for _, r := range rows {
+		t := api.SyncTarget{Target: r.Name, Host: r.Host, From: s.host(), LastPlan: r.LastPlan, LastBackup: r.LastBackup, Lag: r.LastLagMs,
+			Backlog: r.Backlog, BacklogBytes: r.BacklogBytes, Oldest: r.Oldest, Sending: r.Sending, BytesSent: r.BytesSent, BytesTotal: r.BytesTotal,
+			LastError: r.LastError, SendError: r.Stalled != 0}
+		if r.LastSyncedAt > 0 {
+			at := time.UnixMilli(r.LastSyncedAt).UTC()
+			t.LastSynced = &at
+		}
+		if r.LastProgressAt > 0 {
+			at := time.UnixMilli(r.LastProgressAt).UTC()
+			t.LastProgress = &at
+		}
+		out.Targets = append(out.Targets, t)
+	}
+	return out, nil
+}
+
+func (s *Service) status(ctx context.Context) (any, error) { return s.Status(ctx) }
+
+// manifestSum is the hex SHA-256 of a backup directory's MANIFEST.json.
+func manifestSum(backupDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(backupDir, backup.ManifestName))
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -32,6 +32,7 @@ talk to a running one over NATS.`,
 		newDNSCmd(),
 		newBackupCmd(),
 		newPlanCmd(),
+		newSyncCmd(),
 	)
 	return root
 }

@@ -39,11 +39,26 @@ import (
 // specs builds each service's Spec by name, from the loaded config.
 var specs = map[string]func(cfg Config) (service.Spec, error){
 	backupscheduler.Name: func(cfg Config) (service.Spec, error) { return backupscheduler.Spec(cfg.Backup) },
-	syncer.Name:          noConfig(syncer.Spec),
+	syncer.Name:          syncSpec,
 	restore.Name:         noConfig(restore.Spec),
 	jobtracker.Name:      noConfig(jobtracker.Spec),
 	volumemonitor.Name:   noConfig(volumemonitor.Spec),
 	dnsupdater.Name:      func(cfg Config) (service.Spec, error) { return dnsupdater.Spec(cfg.DNS) },
+}
+
+// syncSpec gives sync this host's directory of every plan (where it keeps
+// what other hosts ship to it) and the instances (whose other hosts are a
+// backup's targets).
+func syncSpec(cfg Config) (service.Spec, error) {
+	plans, err := cfg.Backup.Normalize(cfg.Data)
+	if err != nil {
+		return service.Spec{}, err
+	}
+	dirs := map[string]string{}
+	for _, p := range plans {
+		dirs[p.Name] = p.Directory
+	}
+	return syncer.Spec(syncer.Config{PlanDirs: dirs, Instances: cfg.Instances, StallTimeout: cfg.Sync.StallTimeout})
 }
 
 // noConfig adapts the Spec of a service that takes no configuration.

@@ -55,6 +55,8 @@ type Config struct {
 	// Backup configures backup-scheduler: the backup plans and the built-in
 	// plan lifeboat-self (see deploy/examples/lifeboat.yaml).
 	Backup backupscheduler.Config `yaml:"backup"`
+	// Sync configures sync (services/sync).
+	Sync SyncConfig `yaml:"sync"`
 
 	// filePaths are the path-valued keys the file set, as it set them (see
 	// resolvePaths).
@@ -62,6 +64,13 @@ type Config struct {
 	// hash is the hex SHA-256 of the file's bytes, "" with no file: the
 	// heartbeats' and the host info's config_hash.
 	hash string
+}
+
+// SyncConfig is sync: how sync watches its targets.
+type SyncConfig struct {
+	// StallTimeout is how long a target with backups waiting may go
+	// without advancing before SyncStalled (default 5m).
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // LeasesConfig is leases: how long a lease lives unrenewed (DESIGN §1
@@ -295,6 +304,9 @@ func (cfg *Config) validate(f *config.File) error {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		return f.Errorf("heartbeat_interval", "must be positive (e.g. 5s)")
+	}
+	if cfg.Sync.StallTimeout < 0 {
+		return f.Errorf("sync.stall_timeout", "must be positive (e.g. 5m), or left out for the default")
 	}
 	for _, l := range []struct {
 		key, what string

@@ -112,7 +112,7 @@ func TestUpStartsSixServices(t *testing.T) {
 		for _, ep := range append([]string{api.Status}, api.Endpoints[s]...) {
 			want = append(want, events.APISubject(s, ep))
 		}
-		for _, ep := range api.HostEndpoints {
+		for _, ep := range append(slices.Clone(api.HostEndpoints), api.ServiceHostEndpoints[s]...) {
 			want = append(want, events.HostAPISubject(s, "test-host", ep))
 		}
 		slices.Sort(got)

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"lifeboat.dev/events"
+	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/chunk"
 	"lifeboat.dev/pkg/target"
@@ -40,12 +41,12 @@ import (
 
 // The endpoints, host-scoped on the receiving host's sync service.
 const (
-	EndpointList    = "target-list"
-	EndpointMissing = "target-missing"
-	EndpointPut     = "target-put"
-	EndpointRecipe  = "target-recipe"
-	EndpointCommit  = "target-commit"
-	EndpointPrune   = "target-prune"
+	EndpointList    = api.SyncTargetList
+	EndpointMissing = api.SyncTargetMissing
+	EndpointPut     = api.SyncTargetPut
+	EndpointRecipe  = api.SyncTargetRecipe
+	EndpointCommit  = api.SyncTargetCommit
+	EndpointPrune   = api.SyncTargetPrune
 )
 
 // Headers of the binary requests.

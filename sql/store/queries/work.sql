@@ -48,3 +48,9 @@ FROM work ORDER BY seq LIMIT ?;
 
 -- name: WorkCount :one
 SELECT COUNT(*) FROM work;
+
+-- name: WorkKick :execrows
+-- Makes the waiting jobs of a kind (and key, unless empty) due now: an
+-- operator's kick retries at once instead of after the backoff.
+UPDATE work SET due_at = sqlc.arg(now)
+WHERE kind = sqlc.arg(kind) AND (sqlc.arg(key) = '' OR key = sqlc.arg(key)) AND leased_until = 0 AND due_at > sqlc.arg(now);

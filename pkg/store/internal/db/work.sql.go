@@ -131,6 +131,27 @@ func (q *Queries) WorkHeads(ctx context.Context) ([]Work, error) {
 	return items, nil
 }
 
+const workKick = `-- name: WorkKick :execrows
+UPDATE work SET due_at = ?1
+WHERE kind = ?2 AND (?3 = '' OR key = ?3) AND leased_until = 0 AND due_at > ?1
+`
+
+type WorkKickParams struct {
+	Now  int64
+	Kind string
+	Key  interface{}
+}
+
+// Makes the waiting jobs of a kind (and key, unless empty) due now: an
+// operator's kick retries at once instead of after the backoff.
+func (q *Queries) WorkKick(ctx context.Context, arg WorkKickParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, workKick, arg.Now, arg.Kind, arg.Key)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const workLease = `-- name: WorkLease :execrows
 UPDATE work SET leased_until = ?1, attempts = attempts + 1
 WHERE seq = ?2 AND leased_until = ?3
