@@ -41,7 +41,8 @@ type RebuildResult struct {
 // announced with BackupTaken in the same transaction, so that sync ships it
 // and restore can pick it: one copied in by hand, or one whose process died
 // between its rename and its record (the announcement would otherwise be
-// lost). The caller holds the plan's slot.
+// lost); on the host that backs the plan up only (tenure), not on an
+// instance's standby, whose copies sync announced. The caller holds the plan's slot.
 func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (RebuildResult, error) {
 	res := RebuildResult{Plan: p.Name, Dir: p.Directory}
 	if err := s.finishPruning(ctx, p); err != nil {
@@ -66,6 +67,11 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 	for _, r := range rows {
 		known[r.Name] = r
 	}
+	// Only the host that takes the plan's backups announces what it finds:
+	// on an instance's standby they are the copies sync received, which
+	// its SyncCompleted announced (as BackupTaken of the standby, sync of
+	// a standby would ship them back, undoing the active's pruning).
+	_, announces := s.tenure(p)
 	onDisk := map[string]bool{}
 	var puts []db.BackupPutParams
 	var announce []result
@@ -88,7 +94,7 @@ func (s *Service) rebuildCatalog(ctx context.Context, p Plan, full bool) (Rebuil
 			return res, ctx.Err()
 		}
 		puts = append(puts, put)
-		if !ok && put.State == stateValid {
+		if !ok && put.State == stateValid && announces {
 			announce = append(announce, result{kind: events.BackupKind(m.Kind), name: e.Name, manifest: m, manifestSum: put.Sha256, at: now})
 		}
 	}

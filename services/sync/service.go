@@ -156,6 +156,19 @@ type shipJob struct {
 	ConsistentAt time.Time `json:"consistent_at,omitzero"`
 }
 
+// ships says whether this host ships what a backup event from host says
+// of instance: only the host holding the backup can send it, and only
+// while it holds the instance's lease (is its active host). A standby's
+// catalog announces the copies it received as BackupTaken of its own when
+// it rebuilds; shipping those back would undo the active's pruning.
+func (s *Service) ships(host, instance string) bool {
+	if host != s.host() {
+		return false
+	}
+	_, active := s.rt.InstanceEpoch(instance)
+	return active
+}
+
 // targetsOf are the hosts a backup of instance taken on from goes to.
 func (s *Service) targetsOf(instance, from string) []string {
 	inst, ok := s.cfg.Instances[instance]
@@ -173,8 +186,8 @@ func (s *Service) targetsOf(instance, from string) []string {
 }
 
 func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *events.BackupTaken, d service.Delivery) error {
-	if ev.Host != s.host() || ev.Dir == "" {
-		return nil // only the host holding the backup can send it
+	if !s.ships(ev.Host, ev.Instance) || ev.Dir == "" {
+		return nil
 	}
 	q := db.New(tx)
 	now := time.Now()
@@ -195,7 +208,7 @@ func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *event
 }
 
 func (s *Service) handleBackupPruned(ctx context.Context, tx *store.Tx, ev *events.BackupPruned, d service.Delivery) error {
-	if ev.Host != s.host() {
+	if !s.ships(ev.Host, ev.Instance) {
 		return nil
 	}
 	for _, t := range s.targetsOf(ev.Instance, ev.Host) {

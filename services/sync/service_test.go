@@ -78,8 +78,14 @@ func (f *fixture) start(host string) {
 	}
 	deps := servicetest.Deps(f.b, f.data[host])
 	deps.Host = host
+	deps.Instances = leases{"app": host == "hot"}
 	_, f.stops[host] = servicetest.Start(f.t, spec, deps)
 }
+
+// leases says which instances this host holds (hot is app's active).
+type leases map[string]bool
+
+func (l leases) Holds(instance string) (uint64, bool) { return 1, l[instance] }
 
 // take writes a backup of the database on hot, with pct percent of its
 // pages rewritten first, and publishes its BackupTaken.
@@ -181,6 +187,31 @@ func TestStandbyGetsEveryBackup(t *testing.T) {
 	if _, err := backup.Verify(ctx, f.dst, first); err != nil {
 		t.Fatal(err)
 	}
+
+	// The standby's catalog announces the copy it received as its own
+	// BackupTaken when it rebuilds: cold, not app's active, ships nothing.
+	f.publish(&events.BackupTaken{Plan: "app", Instance: "app", Backup: first, Kind: events.BackupKind(backup.KindScheduled), Store: "sqlite",
+		Host: "cold", Dir: f.dst, Bytes: total, TakenAt: f.at, ConsistentAt: f.at})
+	testtool.WaitFor(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var st struct {
+			api.ServiceStatus
+			Details api.SyncStatus `json:"details"`
+		}
+		if err := client.CallHost(ctx, f.b.NC, events.ServiceSync, "cold", api.Status, nil, &st); err != nil {
+			return err
+		}
+		for _, c := range st.Consumers {
+			if c.Pending > 0 {
+				return fmt.Errorf("cold's sync has %d events to apply", c.Pending)
+			}
+		}
+		if len(st.Details.Targets) != 0 {
+			t.Fatalf("cold ships to %+v; only app's active ships", st.Details.Targets)
+		}
+		return nil
+	})
 
 	second, _ := f.take(1)
 	c = next[events.SyncCompleted](f, second)

@@ -17,6 +17,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/instances"
 	"lifeboat.dev/pkg/lease"
@@ -356,17 +357,21 @@ func isTerminal(w io.Writer) bool {
 
 func newBackupVerifyCmd() *cobra.Command {
 	var cf clientFlags
-	var plan string
+	var plan, dir string
 	c := &cobra.Command{
-		Use:   "verify [NAME] [--plan PLAN]",
+		Use:   "verify [NAME] [--plan PLAN | --dir DIR]",
 		Short: "Re-read backups and check every file against its manifest",
 		Long: `Verify one backup by name, every backup of --plan, or every backup: each
 file's size and SHA-256 are checked against the backup's MANIFEST.json.
 A backup that does not verify is marked invalid in the catalog and is
-never offered for restore. Exits non-zero when any backup is invalid.`,
+never offered for restore. Exits non-zero when any backup is invalid.
+
+With --dir, no control plane is asked: the backups in DIR are read from
+this machine's disk alone (a standby's copies, a disk taken elsewhere).`,
 		Example: `  lifeboat backup verify
   lifeboat backup verify backup-2015-12-23_12-19-17-0500
-  lifeboat backup verify --plan wr --json`,
+  lifeboat backup verify --plan wr --json
+  lifeboat backup verify --dir /mnt/backup-disk/wr`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef(c, "%s takes at most one backup name, got %d arguments", c.CommandPath(), len(args))
@@ -378,14 +383,24 @@ never offered for restore. Exits non-zero when any backup is invalid.`,
 			if len(args) == 1 {
 				req.Name = args[0]
 			}
-			nc, _, err := cf.connect()
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
 			var res []api.VerifyResult
-			if err := backupAPI(c.Context(), nc, cf.timeout, api.BackupVerify, req, &res); err != nil {
-				return fmt.Errorf("backup verify: %w", err)
+			switch {
+			case dir != "" && plan != "":
+				return usagef(c, "give --plan or --dir, not both")
+			case dir != "":
+				var err error
+				if res, err = verifyDir(c.Context(), dir, req.Name); err != nil {
+					return fmt.Errorf("backup verify: %w", err)
+				}
+			default:
+				nc, _, err := cf.connect()
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				if err := backupAPI(c.Context(), nc, cf.timeout, api.BackupVerify, req, &res); err != nil {
+					return fmt.Errorf("backup verify: %w", err)
+				}
 			}
 			bad := 0
 			for _, r := range res {
@@ -420,5 +435,36 @@ never offered for restore. Exits non-zero when any backup is invalid.`,
 	cf.add(c)
 	longTimeout(c, time.Hour)
 	c.Flags().StringVar(&plan, "plan", "", "only this plan's backups")
+	c.Flags().StringVar(&dir, "dir", "", "verify the backups in this directory from this machine's disk, asking no control plane")
 	return c
+}
+
+// verifyDir verifies backup name in dir, or every backup there, from this
+// machine's disk.
+func verifyDir(ctx context.Context, dir, name string) ([]api.VerifyResult, error) {
+	names := []string{name}
+	if name == "" {
+		entries, err := backup.List(dir)
+		if err != nil {
+			return nil, err
+		}
+		names = names[:0]
+		for _, e := range entries {
+			names = append(names, e.Name)
+		}
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%s holds no backups", dir)
+		}
+	}
+	res := []api.VerifyResult{}
+	for _, n := range names {
+		r := api.VerifyResult{Name: n, State: api.BackupValid}
+		m, err := backup.Verify(ctx, dir, n)
+		if err != nil {
+			r.State, r.Problem = api.BackupInvalid, err.Error()
+		}
+		r.Plan, r.Bytes = m.Plan, m.TotalBytes
+		res = append(res, r)
+	}
+	return res, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/testtool"
 )
 
@@ -293,5 +295,33 @@ backup:
 	want := `lifeboat.yaml:9: backup.plans[0].instance: "wr-manager" is not declared in the instances section (it declares wr)`
 	if err := cfg.validate(f); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("validate = %v, want %q", err, want)
+	}
+}
+
+// TestBackupVerifyDirReadsOnlyTheDisk: --dir verifies the backups in a
+// directory with no control plane running, and names a damaged one.
+func TestBackupVerifyDirReadsOnlyTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	name, _, err := backup.Write(context.Background(), dir, backup.Manifest{Instance: "wr", Plan: "wr", StoreKind: "sqlite", Kind: backup.KindScheduled},
+		func(ctx context.Context, p string) (backup.Info, error) {
+			return backup.Info{ConsistentAt: time.Now()}, os.WriteFile(filepath.Join(p, "store.db"), []byte("pages"), 0o600)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := run([]string{"backup", "verify", "--dir", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), name) {
+		t.Fatalf("backup verify --dir exited %d:\n%s", code, out.String())
+	}
+	if err := os.WriteFile(filepath.Join(dir, name, "store.db"), []byte("pageZ"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run([]string{"backup", "verify", "--dir", dir, name}, &out, &out); code != 1 || !strings.Contains(out.String(), "store.db: sha256") {
+		t.Fatalf("backup verify --dir of a damaged backup exited %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"backup", "verify", "--dir", dir, "--plan", "wr"}, &out, &out); code != 2 || !strings.Contains(out.String(), "not both") {
+		t.Fatalf("backup verify --dir --plan exited %d:\n%s", code, out.String())
 	}
 }
