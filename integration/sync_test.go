@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -165,6 +168,18 @@ backup:
 	verifyOnCold(third.Backup)
 	if st := status(); st.SendError || st.Backlog != 0 || st.LastBackup != third.Backup {
 		t.Errorf("sync status after cold caught up: %+v", st)
+	}
+	// The same on hot's /metrics.
+	resp, err := http.Get("http://" + c.Hosts[0].HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`lifeboat_sync_backlog{target="h2"} 0`, `lifeboat_sync_send_error{target="h2"} 0`, `lifeboat_sync_lag_seconds{target="h2"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("hot's /metrics lacks %s", want)
+		}
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

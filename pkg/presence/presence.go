@@ -317,9 +317,23 @@ func (pr *Presence) record(service string) []byte {
 
 // claim takes key once: nil, nil when taken or reclaimed; a *TakenError
 // when another process holds it; an error to retry otherwise.
+//
+// A read may come from this host's own node, which serves the bucket's
+// reads directly and, just restarted after a kill -9, can lag behind the
+// stream for seconds: an Update on the revision it gave is then refused.
+// So a mismatch is retried, backing off, for up to a TTL (seen in CI:
+// three quick tries were not enough).
 func (pr *Presence) claim(ctx context.Context, key, service string) (*TakenError, error) {
 	kv := pr.p.kv
-	for range 3 {
+	deadline := time.Now().Add(pr.p.opts.TTL)
+	for attempt := 0; attempt == 0 || time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
+			}
+		}
 		rev, err := kv.Create(ctx, key, pr.record(service))
 		if err == nil {
 			pr.setRev(key, rev)

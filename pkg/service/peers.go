@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/client"
 )
@@ -21,6 +23,19 @@ func (rt *Runtime) ServiceHosts(ctx context.Context, expect map[string]bool, qui
 // (client.CallHost).
 func (rt *Runtime) CallHost(ctx context.Context, host, endpoint string, req, reply any) error {
 	return client.CallHost(ctx, rt.Deps.Bus.NC, rt.Spec.Name, host, endpoint, req, reply)
+}
+
+// RequestHost asks this service's process on host a host-scoped question
+// with a raw body and headers (binary payloads, such as sync's chunks),
+// at lifeboat.api.<service>.<host>.<endpoint>, and returns the reply as
+// it came (a micro error in its headers).
+func (rt *Runtime) RequestHost(ctx context.Context, host, endpoint string, header nats.Header, body []byte) (*nats.Msg, error) {
+	m := nats.NewMsg(events.HostAPISubject(rt.Spec.Name, host, endpoint))
+	for k, v := range header {
+		m.Header[k] = v
+	}
+	m.Data = body
+	return rt.Deps.Bus.NC.RequestMsgWithContext(ctx, m)
 }
 
 // EventsBacklog is how many events this host's events consumer has not

@@ -39,6 +39,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
 	"lifeboat.dev/pkg/backup"
@@ -110,7 +113,7 @@ func Spec(cfg Config) (service.Spec, error) {
 		Name:        Name,
 		Description: "Lifeboat sync: ships each backup to its instance's standby hosts (content-addressed, verified there) and receives theirs",
 		Migrations:  migrations,
-		Init:        func(_ context.Context, rt *service.Runtime) error { s.rt = rt; return nil },
+		Init:        s.init,
 		Subscriptions: []service.Subscription{
 			service.On(s.handleBackupTaken),
 			service.On(s.handleBackupPruned),
@@ -122,6 +125,18 @@ func Spec(cfg Config) (service.Spec, error) {
 		Status:    s.status,
 		Run:       s.watchStalls,
 	}, nil
+}
+
+func (s *Service) init(_ context.Context, rt *service.Runtime) error {
+	s.rt = rt
+	if t := rt.Deps.Telemetry; t != nil {
+		err := t.Registry().Register(metrics{s})
+		var already prometheus.AlreadyRegisteredError
+		if err != nil && !errors.As(err, &already) {
+			return fmt.Errorf("sync metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // resolve is this host's dir target of plan, for a sending host.
@@ -190,7 +205,7 @@ func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *event
 		return nil
 	}
 	q := db.New(tx)
-	now := time.Now()
+	now := d.Timestamp // handlers take time from the event, not the host's clock
 	for _, t := range s.targetsOf(ev.Instance, ev.Host) {
 		if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: t, Host: t, Now: now.UnixMilli()}); err != nil {
 			return err
@@ -243,7 +258,9 @@ func (s *Service) handleKick(ctx context.Context, tx *store.Tx, ev *events.SyncK
 // ship runs a transfer or a prune.
 func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.Finish, error) {
 	log := s.rt.Logger.With(slog.String("target", p.Target), slog.String("plan", p.Plan), slog.String("backup", p.Backup))
-	tg := remote.New(s.rt.Deps.Bus.NC, p.Host, p.Plan)
+	tg := remote.NewRequester(func(ctx context.Context, endpoint string, header nats.Header, body []byte) (*nats.Msg, error) {
+		return s.rt.RequestHost(ctx, p.Host, endpoint, header, body)
+	}, p.Host, p.Plan)
 	if p.Op == "prune" {
 		if err := tg.Prune(ctx, p.Backup); err != nil {
 			return nil, err

@@ -252,11 +252,15 @@ func sha(b []byte) []byte {
 	return h[:]
 }
 
+// Requester sends a request to the receiving host's endpoint and returns
+// its reply: a NATS request to lifeboat.api.sync.<host>.<endpoint>.
+type Requester func(ctx context.Context, endpoint string, header nats.Header, body []byte) (*nats.Msg, error)
+
 // Client is the target of a plan on another host's sync service.
 type Client struct {
-	nc   *nats.Conn
-	host string
-	plan string
+	request Requester
+	host    string
+	plan    string
 	// Timeout bounds each request but Commit's (default 30 s).
 	Timeout time.Duration
 	// CommitTimeout bounds Commit, which reads and verifies the whole
@@ -264,20 +268,28 @@ type Client struct {
 	CommitTimeout time.Duration
 }
 
-// New returns the target of plan on host's sync service.
+// New returns the target of plan on host's sync service, asked over nc.
 func New(nc *nats.Conn, host, plan string) *Client {
-	return &Client{nc: nc, host: host, plan: plan, Timeout: 30 * time.Second, CommitTimeout: 30 * time.Minute}
+	return NewRequester(func(ctx context.Context, endpoint string, header nats.Header, body []byte) (*nats.Msg, error) {
+		m := nats.NewMsg(events.HostAPISubject(events.ServiceSync, host, endpoint))
+		for k, v := range header {
+			m.Header[k] = v
+		}
+		m.Data = body
+		return nc.RequestMsgWithContext(ctx, m)
+	}, host, plan)
+}
+
+// NewRequester returns the target of plan on host's sync service, asked
+// through request (a service's runtime: service.Runtime.RequestHost).
+func NewRequester(request Requester, host, plan string) *Client {
+	return &Client{request: request, host: host, plan: plan, Timeout: 30 * time.Second, CommitTimeout: 30 * time.Minute}
 }
 
 func (c *Client) call(ctx context.Context, endpoint string, h nats.Header, body []byte, timeout time.Duration, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m := nats.NewMsg(events.HostAPISubject(events.ServiceSync, c.host, endpoint))
-	for k, v := range h {
-		m.Header[k] = v
-	}
-	m.Data = body
-	resp, err := c.nc.RequestMsgWithContext(ctx, m)
+	resp, err := c.request(ctx, endpoint, h, body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("target on %s: no sync service answers there (is `lifeboat up` running on %s?): %w", c.host, c.host, err)
