@@ -153,13 +153,34 @@ func (hv *hostView) audit(req micro.Request) events.CommandAudited {
 }
 
 // publishAudit records the request as a CommandAudited event.
+//
+// A host is removed right after it died, when the events stream may be
+// electing a new leader (4.5–7.5 s here when its leader's node dies): the
+// publish is retried, the same envelope (JetStream drops a duplicate),
+// for up to auditPatience. CI saw a removal refused for want of it.
 func (hv *hostView) publishAudit(ctx context.Context, a events.CommandAudited) error {
 	env, err := bus.NewEnvelope(ctx, "lifeboat/"+hv.cfg.Host, &a)
 	if err != nil {
 		return err
 	}
-	return bus.NewPublisher(hv.b.JS).Publish(ctx, env)
+	pub := bus.NewPublisher(hv.b.JS)
+	deadline := time.Now().Add(auditPatience)
+	for {
+		err := pub.Publish(ctx, env)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
+
+// auditPatience is how long a removal waits for its audit record to be
+// stored: past a stream leader's election.
+const auditPatience = 12 * time.Second
 
 // removePeerNode removes peer's node from the meta group and from every
 // stream that lists it, unless it looks alive and r.Force is not set. The
