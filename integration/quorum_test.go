@@ -46,38 +46,49 @@ func outboxPending(t *testing.T, h *hosttest.Host, service string) (int64, error
 }
 
 // eventBodies are the bodies of the events on subject in LIFEBOAT_EVENTS,
-// read through host h's node.
+// read through host h's node, retrying while its JetStream does not answer
+// yet (a host just back: CI saw "no responders" on the first read).
 func eventBodies(t *testing.T, h *hosttest.Host, subject string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	testtool.WaitFor(t, 30*time.Second, func() (err error) {
+		out, err = readEventBodies(t, h, subject)
+		return err
+	})
+	return out
+}
+
+func readEventBodies(t *testing.T, h *hosttest.Host, subject string) ([]map[string]any, error) {
 	t.Helper()
 	nc := h.Connect(t)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var out []map[string]any
 	for range info.NumPending {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
-			t.Fatalf("%s: read %d of %d: %v", subject, len(out), info.NumPending, err)
+			return nil, fmt.Errorf("%s: read %d of %d: %w", subject, len(out), info.NumPending, err)
 		}
 		var body map[string]any
 		if err := json.Unmarshal(m.Data(), &body); err != nil {
-			t.Fatalf("%s: unreadable body %q: %v", subject, m.Data(), err)
+			return nil, fmt.Errorf("%s: unreadable body %q: %w", subject, m.Data(), err)
 		}
 		out = append(out, body)
 	}
-	return out
+	return out, nil
 }
 
 // TestQuorumLostAndBack: with two of three hosts stopped, the survivor is
