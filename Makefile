@@ -24,7 +24,7 @@ IMAGE   ?= lifeboat:local
 
 export LIFEBOAT_SQLC := $(SQLC)
 
-.PHONY: all build run test test-short gen gen-check fmt-check lint bench tools deps clean image e2e-compose
+.PHONY: all build run test test-long test-short gen gen-check fmt-check lint bench tools deps clean image e2e-compose
 
 all: build
 
@@ -44,6 +44,12 @@ run: build
 ## with the real parts they need
 test: tools deps lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## test-long: the soak modes, too long for make test: the kill -9 suite of
+## sync's transfers at $(KILLS) kills (make test runs 30)
+KILLS ?= 300
+test-long: tools deps
+	LIFEBOAT_KILLS=$(KILLS) $(GO) test -count=1 -v -timeout 60m -run 'Kill9' lifeboat.dev/pkg/target/remote
 
 ## image: the lifeboat Docker image FROM scratch (deploy/Dockerfile) over
 ## the static binary, tagged $(IMAGE); see deploy/README.md

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // benchBackup measures backup-scheduler against DESIGN §5: a backup of a
@@ -61,23 +60,4 @@ func benchBackup(size int64, workDir string) (*Report, error) {
 	verdict("writer stalls under 50 ms", "writer_max_stall_ms < 50", "writer_max_stall_ms", func(v float64) bool { return v < 50 })
 	verdict("retention pass over 100k backups under 100 ms", "retention_100k_pass_ms < 100", "retention_100k_pass_ms", func(v float64) bool { return v < 100 })
 	return r, nil
-}
-
-// parseBytes reads a size such as 1073741824, 64MiB or 1GiB.
-func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q: want a positive size such as 1GiB or 64MiB", s)
-	}
-	return n * mult, nil
 }

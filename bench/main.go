@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"lifeboat.dev/pkg/config"
 )
 
 // Report is one area's results.
@@ -46,7 +48,7 @@ func main() {
 	backupBytes := flag.String("backup-bytes", "1GiB", "size of the SQLite database the backup benchmark backs up")
 	backupDir := flag.String("backup-dir", filepath.Join(os.TempDir(), "lifeboat-bench-backup"), "where the backup benchmark keeps its generated database between runs")
 	flag.Parse()
-	backupSize, err := parseBytes(*backupBytes)
+	backupSize, err := config.ParseBytes(*backupBytes)
 	if err != nil {
 		fail(fmt.Errorf("-backup-bytes: %w", err))
 	}

@@ -38,6 +38,10 @@ type BackupTaken struct {
 	Host string `json:"host,omitempty"`
 	// Dir is the plan's backup directory on Host; the backup is Dir/Backup.
 	Dir string `json:"dir,omitempty"`
+	// Targets are the plan's sync targets: names of lifeboat.yaml's
+	// sync.targets, or "standby" (the instance's other hosts); none means
+	// standby.
+	Targets []string `json:"targets,omitempty"`
 	// Bytes is the total size of the backup's files.
 	Bytes int64 `json:"bytes" jsonschema:"minimum=0"`
 	// SHA256 is the hex SHA-256 of the backup's MANIFEST.json, which in
@@ -111,6 +115,9 @@ type BackupPruned struct {
 	Instance string `json:"instance,omitempty"`
 	// Host is the host whose backup directory was pruned.
 	Host string `json:"host,omitempty"`
+	// Targets are the plan's sync targets, as BackupTaken's: sync prunes
+	// the same backups there.
+	Targets []string `json:"targets,omitempty"`
 	// Pruned lists each deleted backup and the rule that deleted it.
 	Pruned []PrunedBackup `json:"pruned" jsonschema:"required,minItems=1"`
 	// Kept is how many backups of the plan remain.

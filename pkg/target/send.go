@@ -135,10 +135,14 @@ type SendOptions struct {
 	// Pace, if set, is called before each Put with its size; it blocks
 	// to keep a bandwidth limit.
 	Pace func(ctx context.Context, n int) error
+	// Full sends every chunk, whatever the target holds or has staged
+	// (a full backup); otherwise only those it lacks (a hash backup).
+	// Build with no base for a full backup.
+	Full bool
 }
 
-// Send ships backup name of dir to t: the chunks t lacks, then the
-// recipe. It counts what it sent; a backup t holds already costs a List.
+// Send ships backup name of dir to t: the chunks t lacks (every chunk if
+// o.Full), then the recipe. It counts what it sent; a backup t holds already costs a List.
 func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) (Stats, error) {
 	if o.Batch <= 0 {
 		o.Batch = 512 << 10
@@ -168,7 +172,10 @@ func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) 
 	}
 	hashes := r.Hashes()
 	var missing []chunk.Hash
-	for i := 0; i < len(hashes); i += 4096 {
+	if o.Full {
+		missing = hashes
+	}
+	for i := 0; !o.Full && i < len(hashes); i += 4096 {
 		m, err := t.Missing(ctx, hashes[i:min(i+4096, len(hashes))])
 		if err != nil {
 			return st, err

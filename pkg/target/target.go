@@ -86,6 +86,11 @@ type Part struct {
 // staged nor intact, or a base that is gone. Sending again heals it.
 var ErrIncomplete = errors.New("target lacks a part of the backup")
 
+// ErrRefused is wrapped by an operation a target refuses for what it is
+// asked to hold (a directory that holds another plan's backups): sending
+// again does not heal it, changing the configuration does.
+var ErrRefused = errors.New("target refuses the plan")
+
 // Hashes returns the chunks a recipe needs, each once, in order.
 func (r *Recipe) Hashes() []chunk.Hash {
 	seen := map[chunk.Hash]bool{}

@@ -183,7 +183,7 @@ func TestInstancePlanRunsOnlyOnTheLeaseHolder(t *testing.T) {
 	backups := func(host, plan string) string { return filepath.Join(dir, host, plan) }
 	for host, held := range map[string]*leases{"hot": holding(map[string]uint64{"wr": 7}), "cold": holding(map[string]uint64{})} {
 		cfg := Config{Plans: []Plan{
-			{Name: "wr-db", Instance: "wr", Schedule: "1h,1d/7d", Directory: backups(host, "wr-db"), Store: Store{Kind: StoreSQLite, Path: wrDB}},
+			{Name: "wr-db", Instance: "wr", Schedule: "1h,1d/7d", Directory: backups(host, "wr-db"), Store: Store{Kind: StoreSQLite, Path: wrDB}, Targets: []string{"standby", "usb"}},
 			{Name: "local", Schedule: "1h,1d/7d", Directory: backups(host, "local"), Store: Store{Kind: StoreSQLite, Path: localDB}},
 		}}
 		cfg.UseInstances(wrInstances())
@@ -237,7 +237,7 @@ func TestInstancePlanRunsOnlyOnTheLeaseHolder(t *testing.T) {
 		!strings.Contains(e.Failed.Error, "host cold does not hold instance wr's lease") {
 		t.Errorf("a take of wr-db addressed to cold: %+v %+v", e.Taken, e.Failed)
 	}
-	if e := answer("hot", "wr-db"); e.Taken == nil || e.Taken.Host != "hot" || e.Taken.Epoch != 7 || e.Taken.Kind != events.BackupManual {
+	if e := answer("hot", "wr-db"); e.Taken == nil || e.Taken.Host != "hot" || e.Taken.Epoch != 7 || e.Taken.Kind != events.BackupManual || !slices.Equal(e.Taken.Targets, []string{"standby", "usb"}) {
 		t.Errorf("a take of wr-db addressed to hot: %+v %+v", e.Taken, e.Failed)
 	}
 	if e := answer("cold", "local"); e.Taken == nil || e.Taken.Host != "cold" || e.Taken.Epoch != 0 {

@@ -155,7 +155,7 @@ func (s *Service) prune(ctx context.Context, p Plan) ([]events.PrunedBackup, err
 				}
 			}
 			_, err := tx.Emit(ctx, &events.BackupPruned{
-				Plan: p.Name, Instance: p.Instance, Host: s.host, Pruned: pruned, Kept: kept, PrunedAt: now.UTC(),
+				Plan: p.Name, Instance: p.Instance, Host: s.host, Targets: p.Targets, Pruned: pruned, Kept: kept, PrunedAt: now.UTC(),
 			})
 			return err
 		})

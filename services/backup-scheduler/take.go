@@ -239,7 +239,7 @@ func takenEvent(p Plan, r result, host, requestID string) *events.BackupTaken {
 	m := r.manifest
 	ev := &events.BackupTaken{
 		Plan: p.Name, Instance: m.Instance, Backup: r.name, Kind: r.kind, Store: m.StoreKind,
-		Host: host, Dir: p.Directory, Bytes: m.TotalBytes, SHA256: r.manifestSum,
+		Host: host, Dir: p.Directory, Targets: p.Targets, Bytes: m.TotalBytes, SHA256: r.manifestSum,
 		FormatVersion: m.FormatVersion, TakenAt: m.TakenAt.UTC(), ConsistentAt: m.ConsistentAt.UTC(),
 		Duration: events.MillisOf(r.took), RequestID: requestID, Epoch: m.Epoch,
 	}

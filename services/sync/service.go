@@ -1,15 +1,18 @@
 // Package syncer is the sync service: it ships every backup taken on this
 // host to its targets and verifies it there (DESIGN §3 "sync").
 //
-// Built so far: the standby target. A backup of an instance declared in
-// lifeboat.yaml's instances goes to a `dir` target on each of the
-// instance's other hosts (its standby), named by that host: bytes cross
+// A plan's targets are "standby" (the default) and named targets of
+// lifeboat.yaml's sync.targets. A backup of an instance declared in
+// lifeboat.yaml's instances goes to its standby: a `dir` target on each of
+// the instance's other hosts, named by that host. Bytes cross
 // hosts only through NATS (pkg/target/remote), and the receiving host's
 // sync service writes a plain backup directory, byte-identical to the
 // source's, at the plan's directory on that host (the plan's directory as
 // lifeboat.yaml gives it there, {host} resolved), so the standby verifies
 // and restores from its own disk, and after a failover the new active's
-// plan continues in the same directory and ships the other way.
+// plan continues in the same directory and ships the other way. A named
+// target is a `dir` on this host (another disk, a mount) or on a host it
+// names, at its own path ({plan} in it), with an optional bandwidth limit.
 //
 //   - BackupTaken on this host enqueues a transfer per target (a job of the
 //     work queue, keyed by the target: one transfer per target at a time,
@@ -33,6 +36,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,6 +45,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
@@ -78,6 +83,10 @@ type Config struct {
 	// Backoff is the delay before a failed transfer's next attempt
 	// (default: 1 s doubling to 1 min).
 	Backoff func(attempt int) time.Duration
+	// Bandwidth limits each standby target, in bytes a second (0: none).
+	Bandwidth int64
+	// Targets are the named targets (sync.targets).
+	Targets map[string]Target
 }
 
 // Service is the sync service.
@@ -85,8 +94,9 @@ type Service struct {
 	cfg Config
 	rt  *service.Runtime
 
-	mu      sync.Mutex
-	targets map[string]*dir.Dir // this host's dir targets, by plan
+	mu     sync.Mutex
+	dirs   map[[2]string]*dir.Dir   // this host's dir targets, by plan and target name
+	limits map[string]*rate.Limiter // by target, for those with a bandwidth limit
 }
 
 // Spec describes the service to the runtime.
@@ -103,7 +113,7 @@ func Spec(cfg Config) (service.Spec, error) {
 			return min(time.Second<<min(attempt-1, 6), time.Minute)
 		}
 	}
-	s := &Service{cfg: cfg, targets: map[string]*dir.Dir{}}
+	s := &Service{cfg: cfg, dirs: map[[2]string]*dir.Dir{}, limits: map[string]*rate.Limiter{}}
 	receiver := &remote.Server{Resolve: s.resolve}
 	var eps []service.Endpoint
 	for _, ep := range receiver.Endpoints() {
@@ -139,28 +149,71 @@ func (s *Service) init(_ context.Context, rt *service.Runtime) error {
 	return nil
 }
 
-// resolve is this host's dir target of plan, for a sending host.
-func (s *Service) resolve(plan string) (*dir.Dir, error) {
-	p, ok := s.cfg.PlanDirs[plan]
-	if !ok {
-		return nil, fmt.Errorf("host %s has no plan %q in its lifeboat.yaml (backup.plans), so no directory to keep its backups in: declare the plan on every host of its instance", s.host(), plan)
+// resolve is this host's dir target of plan for a sending host: the
+// named target (sync.targets.<name>) or, for "", the plan's directory.
+func (s *Service) resolve(plan, name string) (*dir.Dir, error) {
+	var path string
+	if name == "" {
+		p, ok := s.cfg.PlanDirs[plan]
+		if !ok {
+			return nil, fmt.Errorf("host %s has no plan %q in its lifeboat.yaml (backup.plans), so no directory to keep its backups in: declare the plan on every host of its instance", s.host(), plan)
+		}
+		path = p
+	} else {
+		t, ok := s.cfg.Targets[name]
+		if !ok || t.Host != s.host() {
+			return nil, fmt.Errorf("host %s's lifeboat.yaml declares no sync target %q on this host (sync.targets.%s with host: %s): every host reads the same sync.targets", s.host(), name, name, s.host())
+		}
+		path = t.PathOf(plan)
 	}
+	return s.local(plan, name, path), nil
+}
+
+// local is the dir target at path of plan and target name, one per
+// process so that its writes are serialized.
+func (s *Service) local(plan, name, path string) *dir.Dir {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if d := s.targets[plan]; d != nil {
-		return d, nil
+	k := [2]string{plan, name}
+	if d := s.dirs[k]; d != nil && d.Path() == path {
+		return d
 	}
-	d := dir.New(p)
-	s.targets[plan] = d
-	return d, nil
+	d := dir.New(path, plan)
+	s.dirs[k] = d
+	return d
+}
+
+// pace is the bandwidth limit of a target, nil for none.
+func (s *Service) pace(p *shipJob) func(ctx context.Context, n int) error {
+	limit := s.cfg.Bandwidth
+	if p.Name != "" {
+		limit = s.cfg.Targets[p.Name].Bandwidth
+	}
+	if limit <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	l := s.limits[p.Target]
+	if l == nil || l.Limit() != rate.Limit(limit) {
+		// A burst of one Put at most: the limit holds over a second.
+		l = rate.NewLimiter(rate.Limit(limit), int(max(limit, 1<<20)))
+		s.limits[p.Target] = l
+	}
+	s.mu.Unlock()
+	return func(ctx context.Context, n int) error { return l.WaitN(ctx, n) }
 }
 
 func (s *Service) host() string { return s.rt.Deps.Host }
 
 // shipJob is a queued transfer (Op "send") or prune (Op "prune").
 type shipJob struct {
-	Op           string    `json:"op"`
-	Target       string    `json:"target"`
+	Op string `json:"op"`
+	// Target is the target's name in status and events: the host of a
+	// standby target, the name of a named one.
+	Target string `json:"target"`
+	// Name is a named target's name, "" for a standby target.
+	Name string `json:"name,omitempty"`
+	// Host is the host whose disk the target is on, "" for this one.
 	Host         string    `json:"host"`
 	Plan         string    `json:"plan"`
 	Instance     string    `json:"instance,omitempty"`
@@ -172,32 +225,52 @@ type shipJob struct {
 }
 
 // ships says whether this host ships what a backup event from host says
-// of instance: only the host holding the backup can send it, and only
-// while it holds the instance's lease (is its active host). A standby's
-// catalog announces the copies it received as BackupTaken of its own when
-// it rebuilds; shipping those back would undo the active's pruning.
+// of instance: only the host holding the backup can send it, and, for a
+// declared instance, only while it holds the instance's lease (is its
+// active host). A standby's catalog announces the copies it received as
+// BackupTaken of its own when it rebuilds; shipping those back would undo
+// the active's pruning.
 func (s *Service) ships(host, instance string) bool {
 	if host != s.host() {
 		return false
+	}
+	if _, declared := s.cfg.Instances[instance]; !declared {
+		return true // a plan of a host's own store
 	}
 	_, active := s.rt.InstanceEpoch(instance)
 	return active
 }
 
-// targetsOf are the hosts a backup of instance taken on from goes to.
-func (s *Service) targetsOf(instance, from string) []string {
-	inst, ok := s.cfg.Instances[instance]
-	if !ok {
-		return nil
+// destinations are the targets a backup of a plan listing names, of
+// instance, taken on host from, goes to; and the names this host does not
+// know (a plan set at run time naming a target its lifeboat.yaml lacks).
+func (s *Service) destinations(names []string, instance, from string) (out []shipJob, unknown []string) {
+	if len(names) == 0 {
+		names = []string{Standby}
 	}
-	var out []string
-	for h := range inst.Hosts {
-		if h != from {
-			out = append(out, h)
+	for _, name := range names {
+		if name == Standby {
+			inst := s.cfg.Instances[instance]
+			hosts := slices.Sorted(maps.Keys(inst.Hosts))
+			for _, h := range hosts {
+				if h != from {
+					out = append(out, shipJob{Target: h, Host: h})
+				}
+			}
+			continue
 		}
+		t, ok := s.cfg.Targets[name]
+		if !ok {
+			unknown = append(unknown, name)
+			continue
+		}
+		j := shipJob{Target: name, Name: name, Host: t.Host}
+		if t.Host == from {
+			j.Host = ""
+		}
+		out = append(out, j)
 	}
-	slices.Sort(out)
-	return out
+	return out, unknown
 }
 
 func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *events.BackupTaken, d service.Delivery) error {
@@ -206,16 +279,25 @@ func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *event
 	}
 	q := db.New(tx)
 	now := d.Timestamp // handlers take time from the event, not the host's clock
-	for _, t := range s.targetsOf(ev.Instance, ev.Host) {
-		if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: t, Host: t, Now: now.UnixMilli()}); err != nil {
+	dests, unknown := s.destinations(ev.Targets, ev.Instance, ev.Host)
+	for _, name := range unknown {
+		msg := fmt.Sprintf("plan %s lists sync target %q, which host %s's lifeboat.yaml does not declare (sync.targets): declare it there, or change the plan's targets (lifeboat plan set)", ev.Plan, name, s.host())
+		s.rt.Logger.WarnContext(ctx, "unknown sync target", slog.String("plan", ev.Plan), slog.String("target", name))
+		if _, err := tx.Emit(ctx, &events.SyncFailed{Target: name, Plan: ev.Plan, Instance: ev.Instance, Backup: ev.Backup, Error: msg,
+			BytesTotal: ev.Bytes, Attempt: 1, FailedAt: now.UTC()}); err != nil {
 			return err
 		}
-		if err := q.PendingAdd(ctx, db.PendingAddParams{Target: t, Plan: ev.Plan, Backup: ev.Backup, Bytes: ev.Bytes, EnqueuedAt: now.UnixMilli()}); err != nil {
+	}
+	for _, j := range dests {
+		if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: j.Target, Host: s.where(&j), Now: now.UnixMilli()}); err != nil {
 			return err
 		}
-		j := shipJob{Op: "send", Target: t, Host: t, Plan: ev.Plan, Instance: ev.Instance, Backup: ev.Backup, Dir: ev.Dir,
-			Kind: string(ev.Kind), Bytes: ev.Bytes, ConsistentAt: ev.ConsistentAt}
-		if _, err := tx.Enqueue(ctx, store.Work{ID: "send:" + d.ID + ":" + t, Kind: workShip, Key: t, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
+		if err := q.PendingAdd(ctx, db.PendingAddParams{Target: j.Target, Plan: ev.Plan, Backup: ev.Backup, Bytes: ev.Bytes, EnqueuedAt: now.UnixMilli()}); err != nil {
+			return err
+		}
+		j.Op, j.Plan, j.Instance, j.Backup, j.Dir = "send", ev.Plan, ev.Instance, ev.Backup, ev.Dir
+		j.Kind, j.Bytes, j.ConsistentAt = string(ev.Kind), ev.Bytes, ev.ConsistentAt
+		if _, err := tx.Enqueue(ctx, store.Work{ID: "send:" + d.ID + ":" + j.Target, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
 			return err
 		}
 	}
@@ -226,10 +308,11 @@ func (s *Service) handleBackupPruned(ctx context.Context, tx *store.Tx, ev *even
 	if !s.ships(ev.Host, ev.Instance) {
 		return nil
 	}
-	for _, t := range s.targetsOf(ev.Instance, ev.Host) {
+	dests, _ := s.destinations(ev.Targets, ev.Instance, ev.Host)
+	for _, j := range dests {
 		for _, p := range ev.Pruned {
-			j := shipJob{Op: "prune", Target: t, Host: t, Plan: ev.Plan, Instance: ev.Instance, Backup: p.Backup}
-			if _, err := tx.Enqueue(ctx, store.Work{ID: "prune:" + d.ID + ":" + t + ":" + p.Backup, Kind: workShip, Key: t, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
+			j.Op, j.Plan, j.Instance, j.Backup = "prune", ev.Plan, ev.Instance, p.Backup
+			if _, err := tx.Enqueue(ctx, store.Work{ID: "prune:" + d.ID + ":" + j.Target + ":" + p.Backup, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
 				return err
 			}
 		}
@@ -255,20 +338,44 @@ func (s *Service) handleKick(ctx context.Context, tx *store.Tx, ev *events.SyncK
 	return err
 }
 
-// ship runs a transfer or a prune.
+// ship runs a transfer or a prune; a failure emits SyncFailed and is
+// retried after the backoff.
 func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.Finish, error) {
+	fin, sent, err := s.attempt(ctx, j, p)
+	if err == nil {
+		return fin, nil
+	}
+	retry := s.cfg.Backoff(j.Attempt)
+	s.rt.Logger.WarnContext(ctx, p.Op+" failed; will retry", slog.String("target", p.Target), slog.String("plan", p.Plan), slog.String("backup", p.Backup),
+		slog.String("error", err.Error()), slog.Int("attempt", j.Attempt), slog.Duration("retry_in", retry))
+	if uerr := s.rt.DB.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		if err := db.New(tx).TargetFailed(ctx, db.TargetFailedParams{LastError: err.Error(), Name: p.Target}); err != nil {
+			return err
+		}
+		_, err := tx.Emit(ctx, s.failed(p, err.Error(), sent, j.Attempt, retry))
+		return err
+	}); uerr != nil {
+		s.rt.Logger.ErrorContext(ctx, "SyncFailed not recorded", slog.String("error", uerr.Error()))
+	}
+	return nil, err
+}
+
+// attempt runs a transfer or a prune once, returning what to record when
+// it succeeded, or the bytes it sent before it failed.
+func (s *Service) attempt(ctx context.Context, j service.Job, p *shipJob) (service.Finish, int64, error) {
 	log := s.rt.Logger.With(slog.String("target", p.Target), slog.String("plan", p.Plan), slog.String("backup", p.Backup))
-	tg := remote.NewRequester(func(ctx context.Context, endpoint string, header nats.Header, body []byte) (*nats.Msg, error) {
-		return s.rt.RequestHost(ctx, p.Host, endpoint, header, body)
-	}, p.Host, p.Plan)
+	tg, err := s.open(p)
+	if err != nil {
+		return nil, 0, err
+	}
 	if p.Op == "prune" {
 		if err := tg.Prune(ctx, p.Backup); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		log.InfoContext(ctx, "pruned at the target as at the source")
 		return func(ctx context.Context, tx *store.Tx) error {
 			return db.New(tx).PendingDelete(ctx, db.PendingDeleteParams{Target: p.Target, Plan: p.Plan, Backup: p.Backup})
-		}, nil
+		}, 0, nil
 	}
 	start := time.Now()
 	if _, err := os.Stat(filepath.Join(p.Dir, p.Backup, backup.ManifestName)); errors.Is(err, fs.ErrNotExist) {
@@ -281,14 +388,17 @@ func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.
 			}
 			_, err := tx.Emit(ctx, s.failed(p, msg, 0, j.Attempt, 0))
 			return err
-		}, nil
+		}, 0, nil
 	}
+	// A full backup sends every chunk; any other (a hash backup) only
+	// those the target lacks, against the newest backup both hold.
+	full := p.Kind == string(events.BackupFull)
 	base := ""
-	if p.Kind != string(backup.KindFull) {
+	if !full {
 		base = s.base(ctx, tg, p)
 	}
 	var last time.Time
-	st, err := target.Send(ctx, tg, p.Dir, p.Backup, base, target.SendOptions{Progress: func(sent, total int64) {
+	st, err := target.Send(ctx, tg, p.Dir, p.Backup, base, target.SendOptions{Full: full, Pace: s.pace(p), Progress: func(sent, total int64) {
 		if time.Since(last) < time.Second {
 			return
 		}
@@ -298,22 +408,11 @@ func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.
 		})
 	}})
 	if err != nil {
-		retry := s.cfg.Backoff(j.Attempt)
-		log.WarnContext(ctx, "transfer failed; will retry", slog.String("error", err.Error()), slog.Int("attempt", j.Attempt), slog.Duration("retry_in", retry))
-		if uerr := s.rt.DB.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
-			if err := db.New(tx).TargetFailed(ctx, db.TargetFailedParams{LastError: err.Error(), Name: p.Target}); err != nil {
-				return err
-			}
-			_, err := tx.Emit(ctx, s.failed(p, err.Error(), st.BytesSent, j.Attempt, retry))
-			return err
-		}); uerr != nil {
-			log.ErrorContext(ctx, "SyncFailed not recorded", slog.String("error", uerr.Error()))
-		}
-		return nil, err
+		return nil, st.BytesSent, err
 	}
 	now := time.Now()
 	lag := now.Sub(p.ConsistentAt)
-	log.InfoContext(ctx, "synced", slog.String("base", base), slog.Int64("bytes_sent", st.BytesSent), slog.Int64("bytes_total", st.BytesTotal), slog.Duration("lag", lag))
+	log.InfoContext(ctx, "synced", slog.String("base", base), slog.Bool("full", full), slog.Int64("bytes_sent", st.BytesSent), slog.Int64("bytes_total", st.BytesTotal), slog.Duration("lag", lag))
 	return func(ctx context.Context, tx *store.Tx) error {
 		q := db.New(tx)
 		if err := q.PendingDelete(ctx, db.PendingDeleteParams{Target: p.Target, Plan: p.Plan, Backup: p.Backup}); err != nil {
@@ -322,11 +421,36 @@ func (s *Service) ship(ctx context.Context, j service.Job, p *shipJob) (service.
 		if err := q.TargetSynced(ctx, db.TargetSyncedParams{LastPlan: p.Plan, LastBackup: p.Backup, LastSyncedAt: now.UnixMilli(), LastLagMs: lag.Milliseconds(), LastProgressAt: now.UnixMilli(), Name: p.Target}); err != nil {
 			return err
 		}
-		_, err := tx.Emit(ctx, &events.SyncCompleted{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: p.Host,
+		_, err := tx.Emit(ctx, &events.SyncCompleted{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: s.where(p),
 			BytesSent: st.BytesSent, BytesTotal: st.BytesTotal, ChunksSent: st.ChunksSent, ChunksTotal: st.ChunksTotal,
 			Lag: events.Millis(lag.Milliseconds()), Duration: events.Millis(now.Sub(start).Milliseconds()), CompletedAt: now.UTC()})
 		return err
-	}, nil
+	}, 0, nil
+}
+
+// where is the host whose disk a job's target is on.
+func (s *Service) where(p *shipJob) string {
+	if p.Host == "" {
+		return s.host()
+	}
+	return p.Host
+}
+
+// open is the target of a job: a dir on this host, or on another host
+// through its sync service.
+func (s *Service) open(p *shipJob) (target.Target, error) {
+	if p.Host == "" {
+		t, ok := s.cfg.Targets[p.Name]
+		if !ok {
+			return nil, fmt.Errorf("sync target %q is no longer in this host's lifeboat.yaml (sync.targets)", p.Name)
+		}
+		return s.local(p.Plan, p.Name, t.PathOf(p.Plan)), nil
+	}
+	c := remote.NewRequester(func(ctx context.Context, endpoint string, header nats.Header, body []byte) (*nats.Msg, error) {
+		return s.rt.RequestHost(ctx, p.Host, endpoint, header, body)
+	}, p.Host, p.Plan)
+	c.Name = p.Name
+	return c, nil
 }
 
 // base is the newest backup the target holds that this host holds too,
@@ -349,7 +473,7 @@ func (s *Service) base(ctx context.Context, tg target.Target, p *shipJob) string
 }
 
 func (s *Service) failed(p *shipJob, msg string, sent int64, attempt int, retry time.Duration) *events.SyncFailed {
-	return &events.SyncFailed{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: p.Host, Error: msg,
+	return &events.SyncFailed{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: s.where(p), Error: msg,
 		BytesSent: sent, BytesTotal: p.Bytes, Attempt: attempt, RetryIn: events.Millis(retry.Milliseconds()), FailedAt: time.Now().UTC()}
 }
 

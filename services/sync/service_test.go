@@ -39,14 +39,26 @@ type fixture struct {
 	events   chan *nats.Msg
 	db       []byte
 	at       time.Time
+	// targets are the named targets every host's lifeboat.yaml declares.
+	targets map[string]syncer.Target
 }
 
 func newFixture(t *testing.T) *fixture {
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with named targets; a relative path is
+// under the test's root.
+func newFixtureWith(t *testing.T, targets map[string]syncer.Target) *fixture {
 	_, b := bustest.Embedded(t)
 	root := t.TempDir()
 	f := &fixture{t: t, b: b, src: filepath.Join(root, "hot", "backups"), dst: filepath.Join(root, "cold", "backups"),
 		data: map[string]string{"hot": filepath.Join(root, "hot"), "cold": filepath.Join(root, "cold")}, stops: map[string]func(){},
-		events: make(chan *nats.Msg, 256), at: time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)}
+		events: make(chan *nats.Msg, 256), at: time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local), targets: map[string]syncer.Target{}}
+	for name, tg := range targets {
+		tg.Path = filepath.Join(root, tg.Path)
+		f.targets[name] = tg
+	}
 	if _, err := b.NC.ChanSubscribe("lifeboat.event.sync.>", f.events); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +82,7 @@ func (f *fixture) start(host string) {
 		PlanDirs:     map[string]string{"app": dirs[host]},
 		Instances:    instances.Config{"app": {Hosts: map[string]instances.Host{"hot": {Address: "192.0.2.1"}, "cold": {Address: "192.0.2.2"}}, Active: "hot", Standby: "cold"}},
 		StallTimeout: time.Second,
+		Targets:      f.targets,
 		// Retries only when kicked, so that the test sees the kick work.
 		Backoff: func(int) time.Duration { return time.Hour },
 	})
@@ -90,6 +103,11 @@ func (l leases) Holds(instance string) (uint64, bool) { return 1, l[instance] }
 // take writes a backup of the database on hot, with pct percent of its
 // pages rewritten first, and publishes its BackupTaken.
 func (f *fixture) take(pct int) (string, int64) {
+	return f.takeFor(pct, backup.KindScheduled, nil)
+}
+
+// takeFor is take with the backup's kind and the plan's targets.
+func (f *fixture) takeFor(pct int, kind backup.Kind, targets []string) (string, int64) {
 	t := f.t
 	r := rand.New(rand.NewPCG(uint64(pct), uint64(f.at.Unix())))
 	pages := len(f.db) / pageSize
@@ -100,15 +118,15 @@ func (f *fixture) take(pct int) (string, int64) {
 		}
 	}
 	f.at = f.at.Add(time.Hour)
-	name, m, err := backup.Write(context.Background(), f.src, backup.Manifest{Instance: "app", Plan: "app", StoreKind: "sqlite", Kind: backup.KindScheduled, TakenAt: f.at},
+	name, m, err := backup.Write(context.Background(), f.src, backup.Manifest{Instance: "app", Plan: "app", StoreKind: "sqlite", Kind: kind, TakenAt: f.at},
 		func(ctx context.Context, dir string) (backup.Info, error) {
 			return backup.Info{ConsistentAt: time.Now()}, os.WriteFile(filepath.Join(dir, "store.db"), f.db, 0o600)
 		})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.publish(&events.BackupTaken{Plan: "app", Instance: "app", Backup: name, Kind: events.BackupKind(backup.KindScheduled), Store: "sqlite",
-		Host: "hot", Dir: f.src, Bytes: m.TotalBytes, TakenAt: m.TakenAt, ConsistentAt: m.ConsistentAt})
+	f.publish(&events.BackupTaken{Plan: "app", Instance: "app", Backup: name, Kind: events.BackupKind(kind), Store: "sqlite",
+		Host: "hot", Dir: f.src, Targets: targets, Bytes: m.TotalBytes, TakenAt: m.TakenAt, ConsistentAt: m.ConsistentAt})
 	return name, m.TotalBytes
 }
 
@@ -296,4 +314,73 @@ func TestBackupPrunedBeforeItWasSent(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestNamedTargetsFullAndBandwidth: a plan listing standby and two named
+// targets (a dir on hot itself, limited to 2 MiB/s, and a dir on cold)
+// gets each backup verified at all three; a full backup sends every chunk
+// although the targets hold the last; a target no host declares fails,
+// naming it.
+func TestNamedTargetsFullAndBandwidth(t *testing.T) {
+	const limit = 2 << 20
+	f := newFixtureWith(t, map[string]syncer.Target{
+		"usb":     {Path: "usb/{plan}", Bandwidth: limit},
+		"offsite": {Path: "cold/offsite/{plan}", Host: "cold"},
+	})
+	ctx := context.Background()
+	dirs := map[string]string{"cold": f.dst, "usb": f.targets["usb"].PathOf("app"), "offsite": f.targets["offsite"].PathOf("app")}
+	plan := []string{"standby", "usb", "offsite"}
+
+	// completed waits for a SyncCompleted of backup from each target.
+	completed := func(name string) map[string]*events.SyncCompleted {
+		t.Helper()
+		got := map[string]*events.SyncCompleted{}
+		for len(got) < len(dirs) {
+			c := next[events.SyncCompleted](f, name)
+			got[c.Target] = c
+		}
+		for target, dir := range dirs {
+			if _, ok := got[target]; !ok {
+				t.Fatalf("no SyncCompleted of %s from %s: %v", name, target, got)
+			}
+			if _, err := backup.Verify(ctx, dir, name); err != nil {
+				t.Fatalf("%s at %s: %v", name, target, err)
+			}
+		}
+		return got
+	}
+
+	first, total := f.takeFor(0, backup.KindScheduled, plan)
+	got := completed(first)
+	if c := got["usb"]; c.Host != "hot" || c.BytesSent != total {
+		t.Errorf("usb SyncCompleted %+v: want it on hot, every byte sent", c)
+	}
+	// The limit holds: 8 MiB at 2 MiB/s, less the first second's burst.
+	if c, want := got["usb"], time.Duration(total-limit)*time.Second/limit; c.Duration.Duration() < want*8/10 {
+		t.Errorf("usb took %s for %d bytes at %d B/s; want at least %s", c.Duration.Duration(), total, limit, want)
+	}
+	if c := got["offsite"]; c.Host != "cold" {
+		t.Errorf("offsite SyncCompleted %+v: want it on cold", c)
+	}
+
+	// A hash backup sends what changed; a full one everything.
+	second, _ := f.takeFor(1, backup.KindHash, plan)
+	for target, c := range completed(second) {
+		if c.BytesSent*50 > c.BytesTotal {
+			t.Errorf("hash backup to %s sent %d of %d bytes; want at most 2%%", target, c.BytesSent, c.BytesTotal)
+		}
+	}
+	third, _ := f.takeFor(0, backup.KindFull, plan)
+	for target, c := range completed(third) {
+		if c.ChunksSent != c.ChunksTotal || c.BytesSent != c.BytesTotal {
+			t.Errorf("full backup to %s: %+v; want every chunk sent", target, c)
+		}
+	}
+
+	// A target no lifeboat.yaml declares (a plan changed at run time).
+	fourth, _ := f.takeFor(0, backup.KindScheduled, []string{"nas"})
+	failed := next[events.SyncFailed](f, fourth)
+	if failed.Target != "nas" || !strings.Contains(failed.Error, `sync target "nas", which host hot's lifeboat.yaml does not declare`) {
+		t.Errorf("SyncFailed %+v; want it to name the undeclared target", failed)
+	}
 }

@@ -58,7 +58,9 @@ func syncSpec(cfg Config) (service.Spec, error) {
 	for _, p := range plans {
 		dirs[p.Name] = p.Directory
 	}
-	return syncer.Spec(syncer.Config{PlanDirs: dirs, Instances: cfg.Instances, StallTimeout: cfg.Sync.StallTimeout})
+	sc := cfg.sync
+	sc.PlanDirs, sc.Instances = dirs, cfg.Instances
+	return syncer.Spec(sc)
 }
 
 // noConfig adapts the Spec of a service that takes no configuration.

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"lifeboat.dev/pkg/lease"
 	backupscheduler "lifeboat.dev/services/backup-scheduler"
 	dnsupdater "lifeboat.dev/services/dns-updater"
+	syncer "lifeboat.dev/services/sync"
 )
 
 // Config is lifeboat.yaml: the process's settings. Command-line flags
@@ -55,8 +57,9 @@ type Config struct {
 	// Backup configures backup-scheduler: the backup plans and the built-in
 	// plan lifeboat-self (see deploy/examples/lifeboat.yaml).
 	Backup backupscheduler.Config `yaml:"backup"`
-	// Sync configures sync (services/sync).
-	Sync SyncConfig `yaml:"sync"`
+	// Sync configures sync: stall timeout, bandwidth, named targets
+	// (services/sync/README.md).
+	Sync syncer.FileConfig `yaml:"sync"`
 
 	// filePaths are the path-valued keys the file set, as it set them (see
 	// resolvePaths).
@@ -64,13 +67,8 @@ type Config struct {
 	// hash is the hex SHA-256 of the file's bytes, "" with no file: the
 	// heartbeats' and the host info's config_hash.
 	hash string
-}
-
-// SyncConfig is sync: how sync watches its targets.
-type SyncConfig struct {
-	// StallTimeout is how long a target with backups waiting may go
-	// without advancing before SyncStalled (default 5m).
-	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// sync is Sync checked and resolved by validate, for the service.
+	sync syncer.Config
 }
 
 // LeasesConfig is leases: how long a lease lives unrenewed (DESIGN §1
@@ -210,6 +208,11 @@ func (cfg *Config) eachPath(fn func(key string, p *string)) {
 		fn("instances."+name+".store.path", &inst.Store.Path)
 		cfg.Instances[name] = inst
 	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sync.Targets)) {
+		t := cfg.Sync.Targets[name]
+		fn("sync.targets."+name+".path", &t.Path)
+		cfg.Sync.Targets[name] = t
+	}
 }
 
 // resolvePaths makes the shared file's paths this host's, once the flags
@@ -305,9 +308,6 @@ func (cfg *Config) validate(f *config.File) error {
 	if cfg.HeartbeatInterval <= 0 {
 		return f.Errorf("heartbeat_interval", "must be positive (e.g. 5s)")
 	}
-	if cfg.Sync.StallTimeout < 0 {
-		return f.Errorf("sync.stall_timeout", "must be positive (e.g. 5m), or left out for the default")
-	}
 	for _, l := range []struct {
 		key, what string
 		ttl       time.Duration
@@ -330,6 +330,37 @@ func (cfg *Config) validate(f *config.File) error {
 	if err := cfg.Backup.Validate(f, "backup", cfg.Data); err != nil {
 		return err
 	}
+	return cfg.validateSync(f)
+}
+
+// validateSync checks the sync section against the plans and hosts and
+// keeps the service's view of it.
+func (cfg *Config) validateSync(f *config.File) error {
+	plans, err := cfg.Backup.Normalize(cfg.Data)
+	if err != nil {
+		return err
+	}
+	var pts []syncer.PlanTargets
+	for i, p := range plans {
+		key := fmt.Sprintf("backup.plans[%d]", i)
+		if p.Name == backupscheduler.SelfPlan {
+			key = "backup.self"
+		}
+		pts = append(pts, syncer.PlanTargets{Key: key, Name: p.Name, Directory: p.Directory, Targets: p.Targets})
+	}
+	hosts := []string{cfg.Host}
+	for _, inst := range cfg.Instances {
+		for h := range inst.Hosts {
+			if !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	sc, err := cfg.Sync.Resolve(f, "sync", pts, hosts)
+	if err != nil {
+		return err
+	}
+	cfg.sync = sc
 	return nil
 }
 

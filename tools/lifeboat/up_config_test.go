@@ -45,6 +45,22 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"no margin", "host: h1\nleases:\n  margin: 0s\n", "lifeboat.yaml:3: leases.margin: must be positive"},
 		{"dns.instances moved", "host: h1\ndns:\n  zone: example.com.\n  instances:\n    wr-manager: {name: wr.example.com., type: A, ttl: 60}\n",
 			"lifeboat.yaml:4: dns.instances: dns.instances moved to instances.<name>.dns: declare each instance once in the top-level instances section (its hosts, active, standby and store) and give its DNS name there, e.g. instances.wr-manager.dns: {name: wr.example.com., type: A, ttl: 60}"},
+		{"unknown sync target", "host: h1\nbackup:\n  plans:\n    - {name: a, schedule: 1h/1d, directory: /b/a, store: {kind: sqlite, path: /db/a}, targets: [standby, usb]}\n",
+			`lifeboat.yaml:4: backup.plans[0].targets[1]: "usb" is not a sync target: declare it under sync.targets, or list standby`},
+		{"two plans in one target directory", "host: h1\nsync:\n  targets:\n    usb: {kind: dir, path: /mnt/usb}\nbackup:\n  plans:\n" +
+			"    - {name: a, schedule: 1h/1d, directory: /b/a, store: {kind: sqlite, path: /db/a}, targets: [usb]}\n" +
+			"    - {name: b, schedule: 1h/1d, directory: /b/b, store: {kind: sqlite, path: /db/b}, targets: [usb]}\n",
+			`lifeboat.yaml:4: sync.targets.usb.path: /mnt/usb, plan b's copy at target usb, is also plan a's copy at target usb: put {plan} in the path`},
+		{"target in the plan's own directory", "host: h1\nsync:\n  targets:\n    usb: {kind: dir, path: \"/b/{plan}\"}\nbackup:\n  plans:\n" +
+			"    - {name: a, schedule: 1h/1d, directory: /b/a, store: {kind: sqlite, path: /db/a}, targets: [usb]}\n",
+			`lifeboat.yaml:4: sync.targets.usb.path: /b/a, plan a's copy at target usb, is also plan a's own backup directory`},
+		{"bad bandwidth", "host: h1\nsync:\n  targets:\n    usb: {kind: dir, path: \"/mnt/usb/{plan}\", bandwidth: fast}\n",
+			`lifeboat.yaml:4: sync.targets.usb.bandwidth: "fast" is not a rate`},
+		{"target named standby", "host: h1\nsync:\n  targets:\n    standby: {kind: dir, path: \"/mnt/usb/{plan}\"}\n",
+			`lifeboat.yaml:4: sync.targets.standby: "standby" is the instance's other hosts`},
+		{"unknown target kind", "host: h1\nsync:\n  targets:\n    offsite: {kind: s4, path: /x}\n",
+			`lifeboat.yaml:4: sync.targets.offsite.kind: "s4" is not a target kind here: use dir`},
+		{"negative stall timeout", "host: h1\nsync:\n  stall_timeout: -1s\n", "lifeboat.yaml:3: sync.stall_timeout: must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

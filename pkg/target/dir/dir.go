@@ -44,15 +44,62 @@ const StateDir = ".lifeboat-sync"
 // Dir is a dir target at one backup directory.
 type Dir struct {
 	path string
+	plan string
 	now  func() time.Time
 	mu   sync.Mutex // one Put, Commit or Prune at a time
+
+	ownMu sync.Mutex
+	owned bool
 }
 
-// New returns the dir target at path (created on the first Put or Commit).
-func New(path string) *Dir { return &Dir{path: path, now: time.Now} }
+// New returns the dir target of plan's backups at path (created on the
+// first Put or Commit). The first write records plan in the directory
+// (StateDir/plan), and a Dir of another plan at the same path is refused
+// (target.ErrRefused): two plans' backups in one directory would prune
+// each other's and build on each other's as bases. plan "" records and
+// checks nothing.
+func New(path, plan string) *Dir { return &Dir{path: path, plan: plan, now: time.Now} }
 
 // Path is the backup directory.
 func (d *Dir) Path() string { return d.path }
+
+// own checks that the directory is not another plan's, and records
+// this plan in it if create and none is recorded yet.
+func (d *Dir) own(create bool) error {
+	if d.plan == "" {
+		return nil
+	}
+	d.ownMu.Lock()
+	defer d.ownMu.Unlock()
+	if d.owned {
+		return nil
+	}
+	p := filepath.Join(d.path, StateDir, "plan")
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		if other := strings.TrimSpace(string(b)); other != d.plan {
+			return fmt.Errorf("dir target %s holds plan %q's backups (%s says so), and plan %q points at it too: %w; give each plan its own directory (a {plan} in the target's path does)", d.path, other, p, d.plan, target.ErrRefused)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if !create {
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return fmt.Errorf("dir target %s: %w (is the disk full or read-only?)", d.path, err)
+		}
+		if err := os.WriteFile(p+".tmp", []byte(d.plan+"\n"), 0o640); err != nil {
+			return fmt.Errorf("dir target %s: %w (is the disk full?)", d.path, err)
+		}
+		if err := os.Rename(p+".tmp", p); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("dir target %s: %w", d.path, err)
+	}
+	d.owned = true
+	return nil
+}
 
 func (d *Dir) chunkPath(h chunk.Hash) string {
 	return filepath.Join(d.path, StateDir, "chunks", h.String())
@@ -60,6 +107,9 @@ func (d *Dir) chunkPath(h chunk.Hash) string {
 
 // List returns the backups in the directory, oldest first.
 func (d *Dir) List(ctx context.Context) ([]target.Held, error) {
+	if err := d.own(false); err != nil {
+		return nil, err
+	}
 	entries, err := backup.List(d.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -82,6 +132,9 @@ func (d *Dir) List(ctx context.Context) ([]target.Held, error) {
 
 // Missing returns the hashes not staged.
 func (d *Dir) Missing(ctx context.Context, hashes []chunk.Hash) ([]chunk.Hash, error) {
+	if err := d.own(false); err != nil {
+		return nil, err
+	}
 	var out []chunk.Hash
 	for _, h := range hashes {
 		if _, err := os.Stat(d.chunkPath(h)); err != nil {
@@ -94,6 +147,9 @@ func (d *Dir) Missing(ctx context.Context, hashes []chunk.Hash) ([]chunk.Hash, e
 // Put stages chunks; one whose bytes do not match its hash is refused.
 // A chunk staged already has its time renewed (GracePeriod).
 func (d *Dir) Put(ctx context.Context, chunks []target.Chunk) error {
+	if err := d.own(true); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dir := filepath.Join(d.path, StateDir, "chunks")
@@ -131,6 +187,9 @@ func (d *Dir) Put(ctx context.Context, chunks []target.Chunk) error {
 // chunks it used and the staged chunks past GracePeriod.
 func (d *Dir) Commit(ctx context.Context, r target.Recipe) error {
 	if err := r.Check(); err != nil {
+		return err
+	}
+	if err := d.own(true); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -247,6 +306,9 @@ func (d *Dir) copyChunk(out io.Writer, part target.Part) error {
 func (d *Dir) Prune(ctx context.Context, name string) error {
 	if _, err := backup.ParseName(name); err != nil {
 		return fmt.Errorf("dir target %s: %w", d.path, err)
+	}
+	if err := d.own(false); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -17,7 +17,8 @@ import (
 func TestConformance(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "standby", "backups")
 	targettest.Run(t, targettest.Kind{
-		Open: func(t *testing.T) target.Target { return dir.New(path) },
+		Open:          func(t *testing.T) target.Target { return dir.New(path, "db") },
+		OpenOtherPlan: func(t *testing.T) target.Target { return dir.New(path, "static") },
 		Check: func(t *testing.T, srcDir, name string) {
 			t.Helper()
 			// Reading only the target's disk, as a restore would.

@@ -52,6 +52,7 @@ const (
 // Headers of the binary requests.
 const (
 	headerPlan   = "Lifeboat-Plan"
+	headerTarget = "Lifeboat-Target"
 	headerRecipe = "Lifeboat-Recipe"
 	headerOffset = "Lifeboat-Offset"
 )
@@ -59,6 +60,7 @@ const (
 // Error codes, mapped back to the target package's errors by the Client.
 const (
 	codeBadRequest = "400"
+	codeRefused    = "403"
 	codeNotFound   = "404"
 	codeExists     = "409"
 	codeCorrupt    = "422"
@@ -70,7 +72,10 @@ const (
 const pieceSize = 512 << 10
 
 type request struct {
-	Plan   string       `json:"plan"`
+	Plan string `json:"plan"`
+	// Target is a named target of the receiving host's lifeboat.yaml
+	// (sync.targets); "" is the plan's own directory there.
+	Target string       `json:"target,omitempty"`
 	Hashes []chunk.Hash `json:"hashes,omitempty"`
 	Name   string       `json:"name,omitempty"`
 	// Recipe and Size name a recipe sent in pieces (Commit).
@@ -80,10 +85,11 @@ type request struct {
 
 // Server answers a sending host on behalf of this host's dir targets.
 type Server struct {
-	// Resolve returns the dir target of plan on this host, or an error
-	// saying why this host keeps none (an unknown plan, a directory that
-	// another plan uses).
-	Resolve func(plan string) (*dir.Dir, error)
+	// Resolve returns this host's dir target of plan: named (a target
+	// of this host's configuration) or, for "", the plan's own
+	// directory; or an error saying why this host keeps none (an unknown
+	// plan or target, a directory that another plan uses).
+	Resolve func(plan, name string) (*dir.Dir, error)
 }
 
 // Endpoint is one of the Server's endpoints.
@@ -106,7 +112,7 @@ func (s *Server) decode(req micro.Request) (request, *dir.Dir, bool) {
 		_ = req.Error(codeBadRequest, "want a JSON request naming the plan", nil)
 		return r, nil, false
 	}
-	d, err := s.Resolve(r.Plan)
+	d, err := s.Resolve(r.Plan, r.Target)
 	if err != nil {
 		_ = req.Error(codeNotFound, err.Error(), nil)
 		return r, nil, false
@@ -124,6 +130,8 @@ func reply(req micro.Request, v any, err error) {
 			code = codeCorrupt
 		case errors.Is(err, fs.ErrExist):
 			code = codeExists
+		case errors.Is(err, target.ErrRefused):
+			code = codeRefused
 		}
 		_ = req.Error(code, err.Error(), nil)
 		return
@@ -152,7 +160,7 @@ func (s *Server) missing(req micro.Request) {
 }
 
 func (s *Server) put(req micro.Request) {
-	d, err := s.Resolve(req.Headers().Get(headerPlan))
+	d, err := s.Resolve(req.Headers().Get(headerPlan), req.Headers().Get(headerTarget))
 	if err != nil {
 		_ = req.Error(codeNotFound, err.Error(), nil)
 		return
@@ -175,7 +183,7 @@ func recipePath(d *dir.Dir, id string) (string, error) {
 
 func (s *Server) recipe(req micro.Request) {
 	h := req.Headers()
-	d, err := s.Resolve(h.Get(headerPlan))
+	d, err := s.Resolve(h.Get(headerPlan), h.Get(headerTarget))
 	if err != nil {
 		_ = req.Error(codeNotFound, err.Error(), nil)
 		return
@@ -261,6 +269,9 @@ type Client struct {
 	request Requester
 	host    string
 	plan    string
+	// Name is a named target of that host's lifeboat.yaml (sync.targets);
+	// "" (the default) is the plan's own directory there.
+	Name string
 	// Timeout bounds each request but Commit's (default 30 s).
 	Timeout time.Duration
 	// CommitTimeout bounds Commit, which reads and verifies the whole
@@ -305,6 +316,8 @@ func (c *Client) call(ctx context.Context, endpoint string, h nats.Header, body 
 			err = fmt.Errorf("%w (%w)", err, backup.ErrCorrupt)
 		case codeExists:
 			err = fmt.Errorf("%w (%w)", err, fs.ErrExist)
+		case codeRefused:
+			err = fmt.Errorf("%w (%w)", err, target.ErrRefused)
 		}
 		return err
 	}
@@ -317,7 +330,7 @@ func (c *Client) call(ctx context.Context, endpoint string, h nats.Header, body 
 }
 
 func (c *Client) callJSON(ctx context.Context, endpoint string, r request, timeout time.Duration, out any) error {
-	r.Plan = c.plan
+	r.Plan, r.Target = c.plan, c.Name
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -339,7 +352,7 @@ func (c *Client) Missing(ctx context.Context, hashes []chunk.Hash) ([]chunk.Hash
 
 // Put sends chunks as binary frames.
 func (c *Client) Put(ctx context.Context, chunks []target.Chunk) error {
-	return c.call(ctx, EndpointPut, nats.Header{headerPlan: {c.plan}}, encodeChunks(chunks), c.Timeout, nil)
+	return c.call(ctx, EndpointPut, c.header(), encodeChunks(chunks), c.Timeout, nil)
 }
 
 // Commit sends the recipe in pieces, then asks the target to assemble it.
@@ -350,12 +363,23 @@ func (c *Client) Commit(ctx context.Context, r target.Recipe) error {
 	}
 	id := hex.EncodeToString(sha(b))
 	for off := 0; off < len(b); off += pieceSize {
-		h := nats.Header{headerPlan: {c.plan}, headerRecipe: {id}, headerOffset: {fmt.Sprint(off)}}
+		h := c.header()
+		h.Set(headerRecipe, id)
+		h.Set(headerOffset, fmt.Sprint(off))
 		if err := c.call(ctx, EndpointRecipe, h, b[off:min(off+pieceSize, len(b))], c.Timeout, nil); err != nil {
 			return err
 		}
 	}
 	return c.callJSON(ctx, EndpointCommit, request{Recipe: id, Size: int64(len(b))}, c.CommitTimeout, nil)
+}
+
+// header names the plan and target of a binary request.
+func (c *Client) header() nats.Header {
+	h := nats.Header{headerPlan: {c.plan}}
+	if c.Name != "" {
+		h.Set(headerTarget, c.Name)
+	}
+	return h
 }
 
 // Prune removes a backup at the target.

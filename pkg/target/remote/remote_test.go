@@ -28,11 +28,12 @@ import (
 // as its sync service does.
 func receiver(t *testing.T, nc *nats.Conn, root string) {
 	t.Helper()
-	s := &remote.Server{Resolve: func(plan string) (*dir.Dir, error) {
-		if plan != "app" {
-			return nil, fmt.Errorf("h2 keeps no dir target for plan %q", plan)
+	s := &remote.Server{Resolve: func(plan, name string) (*dir.Dir, error) {
+		// Plan "other" is misconfigured into app's directory.
+		if (plan != "app" && plan != "other") || name != "" {
+			return nil, fmt.Errorf("h2 keeps no dir target %q for plan %q", name, plan)
 		}
-		return dir.New(filepath.Join(root, plan)), nil
+		return dir.New(filepath.Join(root, "app"), plan), nil
 	}}
 	svc, err := micro.AddService(nc, micro.Config{Name: "lifeboat-sync", Version: "0.0.1"})
 	if err != nil {
@@ -58,7 +59,8 @@ func TestConformance(t *testing.T) {
 	defer sender.Close()
 	path := filepath.Join(root, "app")
 	targettest.Run(t, targettest.Kind{
-		Open: func(t *testing.T) target.Target { return remote.New(sender, "h2", "app") },
+		Open:          func(t *testing.T) target.Target { return remote.New(sender, "h2", "app") },
+		OpenOtherPlan: func(t *testing.T) target.Target { return remote.New(sender, "h2", "other") },
 		Check: func(t *testing.T, srcDir, name string) {
 			t.Helper()
 			if _, err := backup.Verify(context.Background(), path, name); err != nil {
@@ -78,8 +80,13 @@ func TestUnknownPlanAndHostAreNamed(t *testing.T) {
 	receiver(t, b.NC, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := remote.New(b.NC, "h2", "other").List(ctx); err == nil || !strings.Contains(err.Error(), `no dir target for plan "other"`) {
+	if _, err := remote.New(b.NC, "h2", "nope").List(ctx); err == nil || !strings.Contains(err.Error(), `no dir target "" for plan "nope"`) {
 		t.Errorf("unknown plan: %v", err)
+	}
+	named := remote.New(b.NC, "h2", "app")
+	named.Name = "usb"
+	if _, err := named.List(ctx); err == nil || !strings.Contains(err.Error(), `no dir target "usb" for plan "app"`) {
+		t.Errorf("unknown named target: %v", err)
 	}
 	if _, err := remote.New(b.NC, "h9", "app").List(ctx); err == nil || !strings.Contains(err.Error(), "is `lifeboat up` running on h9?") {
 		t.Errorf("unknown host: %v", err)

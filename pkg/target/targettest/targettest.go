@@ -30,6 +30,9 @@ type Kind struct {
 	Check func(t *testing.T, srcDir, name string)
 	// Corrupt alters a staged chunk in the target's storage.
 	Corrupt func(t *testing.T, h chunk.Hash)
+	// OpenOtherPlan returns a handle on the same storage for another
+	// plan, which the target must refuse (target.ErrRefused).
+	OpenOtherPlan func(t *testing.T) target.Target
 }
 
 const pageSize = 4096
@@ -245,6 +248,50 @@ func Run(t *testing.T, k Kind) {
 		k.Check(t, src, first)
 	})
 
+	rewrite(content, 1, 6)
+	fifth := take(t, src, at.Add(4*time.Hour), content)
+	t.Run("FullSendsEveryChunk", func(t *testing.T) {
+		tg := k.Open(t)
+		// Half the chunks staged already (an earlier attempt): a full
+		// backup sends them again all the same.
+		r, locs, err := target.Build(ctx, src, fifth, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes := r.Hashes()
+		half := hashes[:len(hashes)/2]
+		for i := 0; i < len(half); i += 64 { // a Put under a NATS message's 1 MiB
+			var put []target.Chunk
+			for _, h := range half[i:min(i+64, len(half))] {
+				put = append(put, target.Chunk{Hash: h, Data: read(t, src, fifth, locs[h])})
+			}
+			if err := tg.Put(ctx, put); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := target.Send(ctx, tg, src, fifth, "", target.SendOptions{Full: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ChunksSent != st.ChunksTotal || st.BytesSent < st.BytesTotal {
+			t.Errorf("full backup stats %+v; want every chunk and byte sent", st)
+		}
+		k.Check(t, src, fifth)
+	})
+
+	if k.OpenOtherPlan != nil {
+		t.Run("AnotherPlanIsRefused", func(t *testing.T) {
+			other := k.OpenOtherPlan(t)
+			if _, err := target.Send(ctx, other, src, fifth, "", target.SendOptions{}); !errors.Is(err, target.ErrRefused) {
+				t.Fatalf("another plan's send into the same storage: %v, want target.ErrRefused", err)
+			}
+			if err := other.Prune(ctx, second); !errors.Is(err, target.ErrRefused) {
+				t.Fatalf("another plan's prune: %v, want target.ErrRefused", err)
+			}
+			k.Check(t, src, second)
+		})
+	}
+
 	t.Run("Prune", func(t *testing.T) {
 		tg := k.Open(t)
 		for range 2 {
@@ -252,7 +299,7 @@ func Run(t *testing.T, k Kind) {
 				t.Fatal(err)
 			}
 		}
-		if n := names(t, tg); len(n) != 3 || n[0] != second {
+		if n := names(t, tg); len(n) != 4 || n[0] != second {
 			t.Fatalf("after pruning %s the target lists %v", first, n)
 		}
 		if err := tg.Prune(ctx, "../etc"); err == nil {
