@@ -78,8 +78,8 @@ lint: fmt-check $(STATICCHECK)
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-## bench: Go benchmarks and peers (cp, sqlite3 .backup, nats bench, BIND),
-## JSON report in bench/out/
+## bench: Go benchmarks and peers (cp, sqlite3 .backup, nats bench, BIND,
+## a JetStream object store, rsync), JSON report in bench/out/
 bench: build tools deps $(NATSCLI)
 	mkdir -p bench/out
 	LIFEBOAT_NATS=$(NATSCLI) $(GO) run ./bench -out bench/out -lifeboat bin/lifeboat
@@ -101,7 +101,8 @@ $(STATICCHECK):
 	@echo "building staticcheck $(STATICCHECK_VERSION) into $(TOOLBIN) (once; about a minute)"
 	cd /tmp && GOBIN=$(TOOLBIN) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-## deps: the real servers and CLIs the tests drive (BIND, dig, sqlite3)
+## deps: the real servers and CLIs the tests drive (BIND, dig, sqlite3) and
+## make bench's peers (rsync)
 deps:
 	@bash .ci/deps.sh
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whose programs the tests drive for real:
-# BIND's named (RFC 2136 tests), dig, and the sqlite3 CLI. Skips what is
+# BIND's named (RFC 2136 tests), dig, the sqlite3 CLI, and rsync (make
+# bench's peer for sync). Skips what is
 # present; says what is missing when it cannot install (not root, no apt).
 set -u
 need=()
 command -v named   >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need+=(bind9)
 command -v dig     >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v rsync   >/dev/null 2>&1 || need+=(rsync)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "installing ${need[*]} (tests drive them for real)"

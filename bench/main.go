@@ -44,13 +44,18 @@ func main() {
 	events := flag.Int("events", 100000, "events in the consume benchmark's backlog")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	clusterEvents := flag.Int("cluster-events", 20000, "HostDown events the three-host cluster benchmark publishes")
-	only := flag.String("areas", "", "comma-separated areas to run (events, dns, backup, cluster); default all")
+	only := flag.String("areas", "", "comma-separated areas to run (events, dns, backup, cluster, sync); default all")
 	backupBytes := flag.String("backup-bytes", "1GiB", "size of the SQLite database the backup benchmark backs up")
+	syncBytes := flag.String("sync-bytes", "1GiB", "size of the SQLite database the sync benchmark ships")
 	backupDir := flag.String("backup-dir", filepath.Join(os.TempDir(), "lifeboat-bench-backup"), "where the backup benchmark keeps its generated database between runs")
 	flag.Parse()
 	backupSize, err := config.ParseBytes(*backupBytes)
 	if err != nil {
 		fail(fmt.Errorf("-backup-bytes: %w", err))
+	}
+	syncSize, err := config.ParseBytes(*syncBytes)
+	if err != nil {
+		fail(fmt.Errorf("-sync-bytes: %w", err))
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -80,6 +85,7 @@ func main() {
 		{"dns", benchDNS},
 		{"backup", func() (*Report, error) { return benchBackup(backupSize, *backupDir) }},
 		{"cluster", func() (*Report, error) { return benchCluster(*bin, *clusterEvents) }},
+		{"sync", func() (*Report, error) { return benchSync(syncSize, *backupDir) }},
 	}
 	failed := false
 	for _, a := range areas {

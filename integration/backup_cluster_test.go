@@ -28,7 +28,11 @@ import (
 func backupCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(hosttest.Binary(t), args...)
+	// A CLI that never ends (sync status --watch that never sees the
+	// targets caught up) fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hosttest.Binary(t), args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err

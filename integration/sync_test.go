@@ -164,6 +164,10 @@ backup:
 	if out, err := backupCLI(t, "sync", "kick", "--host", "h2", "--nats", h3.NATS); err != nil {
 		t.Fatalf("lifeboat sync kick: %v\n%s", err, out)
 	}
+	// The CLI follows the transfer until every target holds every backup.
+	if out, err := backupCLI(t, "sync", "status", "--watch", "200ms", "--nats", h3.NATS); err != nil || !strings.Contains(out, "every target holds every backup") {
+		t.Errorf("lifeboat sync status --watch: %v\n%s", err, out)
+	}
 	wait(completed, third.Backup, 60*time.Second)
 	verifyOnCold(third.Backup)
 	if st := status(); st.SendError || st.Backlog != 0 || st.LastBackup != third.Backup {

@@ -23,14 +23,16 @@ func CleanTempPlaced(dir string) ([]string, error) {
 }
 
 // Place writes a copy of a backup taken elsewhere into dir under its own
-// name: fill writes the payload files into a temporary directory, manifest
+// name: fill writes the payload files into a temporary directory and
+// returns the hex SHA-256 of those it hashed by reading them back as it
+// wrote them (by slash path; nil for none: Place reads the rest), manifest
 // is the source's MANIFEST.json byte for byte, and the copy becomes
 // visible (a rename, as Write's) only once every file is durable and
 // matches the manifest in size, SHA-256 and mode, with nothing extra. A
 // mismatch gives an error wrapping ErrCorrupt naming each file, and leaves
 // no trace but a temporary name CleanTemp removes. Placing a name that
 // exists is refused (fs.ErrExist).
-func Place(ctx context.Context, dir, name string, manifest []byte, fill func(ctx context.Context, payloadDir string) error) (err error) {
+func Place(ctx context.Context, dir, name string, manifest []byte, fill func(ctx context.Context, payloadDir string) (map[string]string, error)) (err error) {
 	if _, err := ParseName(name); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -53,10 +55,11 @@ func Place(ctx context.Context, dir, name string, manifest []byte, fill func(ctx
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	if err := fill(ctx, tmp); err != nil {
+	sums, err := fill(ctx, tmp)
+	if err != nil {
 		return fmt.Errorf("backup: place %s: %w", name, err)
 	}
-	files, dirs, err := hashTree(ctx, tmp, nil)
+	files, dirs, err := hashTree(ctx, tmp, sums)
 	if err != nil {
 		return fmt.Errorf("backup: place %s: %w", name, err)
 	}

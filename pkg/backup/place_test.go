@@ -25,15 +25,15 @@ func TestPlaceCopiesOnlyWhatMatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFill := func(alter func(dir string)) func(context.Context, string) error {
-		return func(ctx context.Context, dir string) error {
+	copyFill := func(alter func(dir string)) func(context.Context, string) (map[string]string, error) {
+		return func(ctx context.Context, dir string) (map[string]string, error) {
 			if _, err := fill(time.Now())(ctx, dir); err != nil {
-				return err
+				return nil, err
 			}
 			if alter != nil {
 				alter(dir)
 			}
-			return nil
+			return nil, nil
 		}
 	}
 	for _, tc := range []struct {

@@ -38,6 +38,13 @@ func ParamsFor(head []byte) chunk.Params {
 	return chunk.Content
 }
 
+// FirstCopy is how a file is cut when the target holds no base: nothing
+// can be shared, so a chunk need only be large enough to cost little to
+// stage at the target (a SQLite page each would be 262,144 staged chunks
+// a GiB) and small enough that a resumed transfer repeats little; 256 KiB
+// also fits a NATS message with its frame.
+var FirstCopy = chunk.Params{Algorithm: chunk.AlgorithmFixed, Min: 256 << 10, Normal: 256 << 10, Max: 256 << 10}
+
 // Loc is where a chunk's bytes are in the source backup.
 type Loc struct {
 	Path   string
@@ -52,7 +59,7 @@ type Stats struct {
 }
 
 // Build makes the recipe of backup name in dir: each file cut into chunks
-// (ParamsFor), a chunk found in base (a backup of dir the target holds
+// (ParamsFor; FirstCopy with no base), a chunk found in base (a backup of dir the target holds
 // too; "" for none) named by its place there, runs of them merged, the
 // rest by hash. It returns where each hashed chunk is in the source.
 func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]Loc, error) {
@@ -71,7 +78,7 @@ func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]
 			return Recipe{}, nil, fmt.Errorf("base backup: %w", err)
 		}
 		for _, f := range bm.Files {
-			err := cut(ctx, filepath.Join(dir, base), f.Path, func(ref chunk.Ref) {
+			err := cut(ctx, filepath.Join(dir, base), f.Path, false, func(ref chunk.Ref) {
 				if _, ok := inBase[ref.Hash]; !ok {
 					inBase[ref.Hash] = Loc{Path: f.Path, Offset: ref.Offset, Length: ref.Length}
 				}
@@ -85,7 +92,7 @@ func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]
 	locs := map[chunk.Hash]Loc{}
 	for _, f := range m.Files {
 		rf := File{Path: f.Path}
-		err := cut(ctx, filepath.Join(dir, name), f.Path, func(ref chunk.Ref) {
+		err := cut(ctx, filepath.Join(dir, name), f.Path, base == "", func(ref chunk.Ref) {
 			if b, ok := inBase[ref.Hash]; ok {
 				if n := len(rf.Parts); n > 0 {
 					last := &rf.Parts[n-1]
@@ -110,16 +117,39 @@ func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]
 	return r, locs, nil
 }
 
-// cut calls fn with each chunk of file rel of the backup at root.
-func cut(ctx context.Context, root, rel string, fn func(chunk.Ref)) error {
+// wholeFiles is the recipe of backup name of dir as its files whole, a
+// part each, for a Local target and no base.
+func wholeFiles(dir, name string) (Recipe, error) {
+	manifest, err := os.ReadFile(filepath.Join(dir, name, backup.ManifestName))
+	if err != nil {
+		return Recipe{}, fmt.Errorf("source backup %s: %w", name, err)
+	}
+	m, err := backup.ParseManifest(manifest)
+	if err != nil {
+		return Recipe{}, fmt.Errorf("source backup %s: %w", name, err)
+	}
+	r := Recipe{Name: name, Manifest: manifest}
+	for _, f := range m.Files {
+		r.Files = append(r.Files, File{Path: f.Path, Parts: []Part{{Length: f.Size}}})
+	}
+	return r, nil
+}
+
+// cut calls fn with each chunk of file rel of the backup at root, cut
+// for a first copy or by its content's kind (ParamsFor).
+func cut(ctx context.Context, root, rel string, first bool, fn func(chunk.Ref)) error {
 	f, err := os.Open(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 1<<20)
-	head, _ := br.Peek(100)
-	return chunk.Split(br, ParamsFor(head), func(ref chunk.Ref, _ []byte) error {
+	params := FirstCopy
+	if !first {
+		head, _ := br.Peek(100)
+		params = ParamsFor(head)
+	}
+	return chunk.Split(br, params, func(ref chunk.Ref, _ []byte) error {
 		fn(ref)
 		return ctx.Err()
 	})
@@ -142,12 +172,25 @@ type SendOptions struct {
 }
 
 // Send ships backup name of dir to t: the chunks t lacks (every chunk if
-// o.Full), then the recipe. It counts what it sent; a backup t holds already costs a List.
+// o.Full), then the recipe; a Local target copies them from dir itself.
+// It counts what it sent; a backup t holds already costs a List.
 func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) (Stats, error) {
 	if o.Batch <= 0 {
 		o.Batch = 512 << 10
 	}
-	r, locs, err := Build(ctx, dir, name, base)
+	if o.Full {
+		base = ""
+	}
+	local, isLocal := t.(Local)
+	var r Recipe
+	var locs map[chunk.Hash]Loc
+	var err error
+	if isLocal && base == "" {
+		// Nothing to share: each file whole, with no chunking.
+		r, err = wholeFiles(dir, name)
+	} else {
+		r, locs, err = Build(ctx, dir, name, base)
+	}
 	if err != nil {
 		return Stats{}, err
 	}
@@ -169,6 +212,24 @@ func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) 
 				st.ChunksTotal++
 			}
 		}
+	}
+	if isLocal {
+		// Every part not in the base is copied from the source.
+		st.BytesSent, st.ChunksSent = st.BytesTotal, st.ChunksTotal
+		for _, f := range r.Files {
+			for _, p := range f.Parts {
+				if p.Path != "" {
+					st.BytesSent -= p.Length
+				}
+			}
+		}
+		if err := local.CommitFrom(ctx, r, filepath.Join(dir, name), o.Pace); err != nil {
+			return Stats{}, err
+		}
+		if o.Progress != nil {
+			o.Progress(st.BytesSent, st.BytesTotal)
+		}
+		return st, nil
 	}
 	hashes := r.Hashes()
 	var missing []chunk.Hash

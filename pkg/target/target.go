@@ -41,6 +41,19 @@ type Target interface {
 	Prune(ctx context.Context, name string) error
 }
 
+// Local is a target on this host's file system. It takes the parts a
+// recipe names by hash from the source backup itself, at the part's place
+// in the file it assembles (where Build found them), instead of having
+// them staged by Put: a copy on one machine costs a read and a write, as
+// cp's does. Send uses it when a target has it.
+type Local interface {
+	Target
+	// CommitFrom is Commit with the hashed parts read from the source
+	// backup directory src; pace, if not nil, is called before each piece
+	// of at most 1 MiB copied from src, to keep a bandwidth limit.
+	CommitFrom(ctx context.Context, r Recipe, src string, pace func(ctx context.Context, n int) error) error
+}
+
 // Held is a backup a target holds.
 type Held struct {
 	Name string `json:"name"`

@@ -44,6 +44,16 @@ type TargetConfig struct {
 	Bandwidth string `yaml:"bandwidth"`
 }
 
+// Plan is what sync needs of a backup plan.
+type Plan struct {
+	// Directory is this host's backup directory of the plan.
+	Directory string
+	// Instance is the plan's instance ("" or undeclared: a host's own).
+	Instance string
+	// Targets are the plan's targets (none: standby).
+	Targets []string
+}
+
 // Target is a named target as the service uses it.
 type Target struct {
 	Path      string // {plan} not yet resolved
@@ -56,7 +66,7 @@ func (t Target) PathOf(plan string) string { return strings.ReplaceAll(t.Path, "
 
 // Resolve checks the section (key prefix, e.g. "sync") against the plans
 // and the instances' hosts, naming the key at fault, and returns the
-// service's configuration but for PlanDirs and Instances.
+// service's configuration but for Plans and Instances.
 func (c FileConfig) Resolve(f *config.File, prefix string, plans []PlanTargets, hosts []string) (Config, error) {
 	var out Config
 	if c.StallTimeout < 0 {

@@ -22,6 +22,9 @@
 //     costs little; SyncCompleted carries bytes and chunks sent and the
 //     lag. A failure emits SyncFailed and retries; a backup pruned at the
 //     source before it was sent fails once and is dropped.
+//   - At start and every ReconcileEvery, each target is checked to hold
+//     its plan's newest backup, which is shipped if not (a BackupTaken
+//     applied before this host held the lease; a standby's lost disk).
 //   - sync.kick (addressed to each sending host: lifeboat sync kick) and a
 //     HostUp for a target's host retry now; a target with work that has not
 //     advanced within sync.stall_timeout gets SyncStalled and shows
@@ -72,9 +75,10 @@ const workShip = "ship"
 
 // Config is what sync needs of lifeboat.yaml.
 type Config struct {
-	// PlanDirs are this host's backup directory of each plan, where it
-	// keeps what other hosts ship to it.
-	PlanDirs map[string]string
+	// Plans are the plans of lifeboat.yaml, by name: this host's backup
+	// directory of each (where it keeps what other hosts ship to it),
+	// instance and targets.
+	Plans map[string]Plan
 	// Instances are the declared instances: a backup of one is shipped to
 	// each of its hosts but the one that took it.
 	Instances instances.Config
@@ -133,7 +137,10 @@ func Spec(cfg Config) (service.Spec, error) {
 		Work:      []service.WorkKind{service.Work(workShip, s.ship).WithBackoff(cfg.Backoff)},
 		Endpoints: eps,
 		Status:    s.status,
-		Run:       s.watchStalls,
+		Run: func(ctx context.Context) error {
+			go s.reconcile(ctx)
+			return s.watchStalls(ctx)
+		},
 	}, nil
 }
 
@@ -154,11 +161,11 @@ func (s *Service) init(_ context.Context, rt *service.Runtime) error {
 func (s *Service) resolve(plan, name string) (*dir.Dir, error) {
 	var path string
 	if name == "" {
-		p, ok := s.cfg.PlanDirs[plan]
+		p, ok := s.cfg.Plans[plan]
 		if !ok {
 			return nil, fmt.Errorf("host %s has no plan %q in its lifeboat.yaml (backup.plans), so no directory to keep its backups in: declare the plan on every host of its instance", s.host(), plan)
 		}
-		path = p
+		path = p.Directory
 	} else {
 		t, ok := s.cfg.Targets[name]
 		if !ok || t.Host != s.host() {
@@ -475,6 +482,94 @@ func (s *Service) base(ctx context.Context, tg target.Target, p *shipJob) string
 func (s *Service) failed(p *shipJob, msg string, sent int64, attempt int, retry time.Duration) *events.SyncFailed {
 	return &events.SyncFailed{Target: p.Target, Plan: p.Plan, Instance: p.Instance, Backup: p.Backup, Host: s.where(p), Error: msg,
 		BytesSent: sent, BytesTotal: p.Bytes, Attempt: attempt, RetryIn: events.Millis(retry.Milliseconds()), FailedAt: time.Now().UTC()}
+}
+
+// ReconcileEvery is how often the active host checks that each target
+// holds its plan's newest backup.
+const ReconcileEvery = time.Minute
+
+// reconcile makes sure, now and every ReconcileEvery, that each target of
+// each plan this host ships holds the plan's newest backup, and ships it
+// if not: a BackupTaken applied before this host held the instance's
+// lease (right after a restart) is not shipped when it is applied, and a
+// standby whose disk was replaced holds nothing. A target with backups
+// of the plan waiting is left to them.
+func (s *Service) reconcile(ctx context.Context) {
+	for {
+		for _, name := range slices.Sorted(maps.Keys(s.cfg.Plans)) {
+			if err := s.reconcilePlan(ctx, name, s.cfg.Plans[name]); err != nil && ctx.Err() == nil {
+				s.rt.Logger.WarnContext(ctx, "reconcile", slog.String("plan", name), slog.String("error", err.Error()))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(ReconcileEvery):
+		}
+	}
+}
+
+func (s *Service) reconcilePlan(ctx context.Context, name string, p Plan) error {
+	if !s.ships(s.host(), p.Instance) {
+		return nil
+	}
+	entries, err := backup.List(p.Directory)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	newest := entries[len(entries)-1].Name
+	m, err := backup.ReadManifest(p.Directory, newest)
+	if err != nil {
+		return nil // being pruned, or not whole: the next round sees
+	}
+	sum, err := manifestSum(filepath.Join(p.Directory, newest))
+	if err != nil {
+		return nil
+	}
+	dests, _ := s.destinations(p.Targets, p.Instance, s.host())
+	for _, j := range dests {
+		waiting, err := db.New(s.rt.DB.R).PendingCount(ctx, db.PendingCountParams{Target: j.Target, Plan: name})
+		if err != nil || waiting > 0 {
+			continue
+		}
+		j.Op, j.Plan, j.Instance, j.Backup, j.Dir = "send", name, p.Instance, newest, p.Directory
+		j.Kind, j.Bytes, j.ConsistentAt = string(m.Kind), m.TotalBytes, m.ConsistentAt
+		tg, err := s.open(&j)
+		if err != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		held, err := tg.List(rctx)
+		cancel()
+		if err != nil {
+			// Unreachable: a BackupTaken's transfer reports that.
+			s.rt.Logger.DebugContext(ctx, "reconcile: target not listed", slog.String("target", j.Target), slog.String("error", err.Error()))
+			continue
+		}
+		if slices.ContainsFunc(held, func(h target.Held) bool { return h.Name == newest && h.ManifestSHA256 == sum }) {
+			continue
+		}
+		s.rt.Logger.InfoContext(ctx, "target lacks the plan's newest backup; shipping it", slog.String("plan", name), slog.String("target", j.Target), slog.String("backup", newest))
+		now := time.Now()
+		err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
+			q := db.New(tx)
+			if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: j.Target, Host: s.where(&j), Now: now.UnixMilli()}); err != nil {
+				return err
+			}
+			if err := q.PendingAdd(ctx, db.PendingAddParams{Target: j.Target, Plan: name, Backup: newest, Bytes: m.TotalBytes, EnqueuedAt: now.UnixMilli()}); err != nil {
+				return err
+			}
+			_, err := tx.Enqueue(ctx, store.Work{ID: "reconcile:" + j.Target + ":" + name + ":" + newest, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // watchStalls reports a target with work that has not advanced within

@@ -39,22 +39,24 @@ type fixture struct {
 	events   chan *nats.Msg
 	db       []byte
 	at       time.Time
-	// targets are the named targets every host's lifeboat.yaml declares.
+	// targets are the named targets every host's lifeboat.yaml declares,
+	// plan the targets its plan lists.
 	targets map[string]syncer.Target
+	plan    []string
 }
 
 func newFixture(t *testing.T) *fixture {
-	return newFixtureWith(t, nil)
+	return newFixtureWith(t, nil, nil)
 }
 
-// newFixtureWith is newFixture with named targets; a relative path is
-// under the test's root.
-func newFixtureWith(t *testing.T, targets map[string]syncer.Target) *fixture {
+// newFixtureWith is newFixture with named targets (a relative path is
+// under the test's root) and the targets the plan lists.
+func newFixtureWith(t *testing.T, targets map[string]syncer.Target, plan []string) *fixture {
 	_, b := bustest.Embedded(t)
 	root := t.TempDir()
 	f := &fixture{t: t, b: b, src: filepath.Join(root, "hot", "backups"), dst: filepath.Join(root, "cold", "backups"),
 		data: map[string]string{"hot": filepath.Join(root, "hot"), "cold": filepath.Join(root, "cold")}, stops: map[string]func(){},
-		events: make(chan *nats.Msg, 256), at: time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local), targets: map[string]syncer.Target{}}
+		events: make(chan *nats.Msg, 256), at: time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local), targets: map[string]syncer.Target{}, plan: plan}
 	for name, tg := range targets {
 		tg.Path = filepath.Join(root, tg.Path)
 		f.targets[name] = tg
@@ -79,7 +81,7 @@ func newFixtureWith(t *testing.T, targets map[string]syncer.Target) *fixture {
 func (f *fixture) start(host string) {
 	dirs := map[string]string{"hot": f.src, "cold": f.dst}
 	spec, err := syncer.Spec(syncer.Config{
-		PlanDirs:     map[string]string{"app": dirs[host]},
+		Plans:        map[string]syncer.Plan{"app": {Directory: dirs[host], Instance: "app", Targets: f.plan}},
 		Instances:    instances.Config{"app": {Hosts: map[string]instances.Host{"hot": {Address: "192.0.2.1"}, "cold": {Address: "192.0.2.2"}}, Active: "hot", Standby: "cold"}},
 		StallTimeout: time.Second,
 		Targets:      f.targets,
@@ -108,6 +110,15 @@ func (f *fixture) take(pct int) (string, int64) {
 
 // takeFor is take with the backup's kind and the plan's targets.
 func (f *fixture) takeFor(pct int, kind backup.Kind, targets []string) (string, int64) {
+	name, m := f.write(pct, kind)
+	f.publish(&events.BackupTaken{Plan: "app", Instance: "app", Backup: name, Kind: events.BackupKind(kind), Store: "sqlite",
+		Host: "hot", Dir: f.src, Targets: targets, Bytes: m.TotalBytes, TakenAt: m.TakenAt, ConsistentAt: m.ConsistentAt})
+	return name, m.TotalBytes
+}
+
+// write writes a backup of the database on hot, with pct percent of its
+// pages rewritten first, and announces nothing.
+func (f *fixture) write(pct int, kind backup.Kind) (string, backup.Manifest) {
 	t := f.t
 	r := rand.New(rand.NewPCG(uint64(pct), uint64(f.at.Unix())))
 	pages := len(f.db) / pageSize
@@ -125,9 +136,7 @@ func (f *fixture) takeFor(pct int, kind backup.Kind, targets []string) (string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.publish(&events.BackupTaken{Plan: "app", Instance: "app", Backup: name, Kind: events.BackupKind(kind), Store: "sqlite",
-		Host: "hot", Dir: f.src, Targets: targets, Bytes: m.TotalBytes, TakenAt: m.TakenAt, ConsistentAt: m.ConsistentAt})
-	return name, m.TotalBytes
+	return name, m
 }
 
 func (f *fixture) publish(ev any) {
@@ -323,13 +332,13 @@ func TestBackupPrunedBeforeItWasSent(t *testing.T) {
 // naming it.
 func TestNamedTargetsFullAndBandwidth(t *testing.T) {
 	const limit = 2 << 20
+	plan := []string{"standby", "usb", "offsite"}
 	f := newFixtureWith(t, map[string]syncer.Target{
 		"usb":     {Path: "usb/{plan}", Bandwidth: limit},
 		"offsite": {Path: "cold/offsite/{plan}", Host: "cold"},
-	})
+	}, plan)
 	ctx := context.Background()
 	dirs := map[string]string{"cold": f.dst, "usb": f.targets["usb"].PathOf("app"), "offsite": f.targets["offsite"].PathOf("app")}
-	plan := []string{"standby", "usb", "offsite"}
 
 	// completed waits for a SyncCompleted of backup from each target.
 	completed := func(name string) map[string]*events.SyncCompleted {
@@ -382,5 +391,41 @@ func TestNamedTargetsFullAndBandwidth(t *testing.T) {
 	failed := next[events.SyncFailed](f, fourth)
 	if failed.Target != "nas" || !strings.Contains(failed.Error, `sync target "nas", which host hot's lifeboat.yaml does not declare`) {
 		t.Errorf("SyncFailed %+v; want it to name the undeclared target", failed)
+	}
+}
+
+// TestReconcileShipsWhatNoEventAnnounced: a backup whose BackupTaken hot
+// never shipped (applied before it held the lease, after a restart) and a
+// standby whose copies were lost both get the plan's newest backup when
+// hot's sync starts.
+func TestReconcileShipsWhatNoEventAnnounced(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	first, _ := f.take(0)
+	next[events.SyncCompleted](f, first)
+
+	f.stops["hot"]()
+	second, _ := f.write(1, backup.KindScheduled) // announced to nobody
+	f.start("hot")
+	c := next[events.SyncCompleted](f, second)
+	if c.Target != "cold" || c.BytesSent*50 > c.BytesTotal {
+		t.Errorf("SyncCompleted %+v: want cold to get the newest backup against the one it holds", c)
+	}
+	if _, err := backup.Verify(ctx, f.dst, second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Cold's disk replaced: hot ships the newest backup whole again.
+	f.stops["hot"]()
+	if err := os.RemoveAll(f.dst); err != nil {
+		t.Fatal(err)
+	}
+	f.start("hot")
+	c = next[events.SyncCompleted](f, second)
+	if c.BytesSent != c.BytesTotal {
+		t.Errorf("SyncCompleted %+v: want the whole backup sent to the empty standby", c)
+	}
+	if _, err := backup.Verify(ctx, f.dst, second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,10 +19,11 @@ func newSyncCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "sync",
 		Short: "Show and kick the shipping of backups to their targets (sync)",
-		Long: `Every backup of an instance is shipped by the host that took it to the
-instance's other hosts (its standbys), each a target named by its host,
-and verified there. A target with backups waiting that has not advanced
-within sync.stall_timeout shows send_error until it advances.`,
+		Long: `Every backup of a plan is shipped by the host that took it to each of the
+plan's targets and verified there: its instance's other hosts (standby,
+each a target named by its host) and the named targets of lifeboat.yaml's
+sync.targets. A target with backups waiting that has not advanced within
+sync.stall_timeout shows send_error until it advances.`,
 	}
 	c.AddCommand(newSyncStatusCmd(), newSyncKickCmd())
 	return c
@@ -43,37 +44,112 @@ func syncHosts(c *cobra.Command, nc *nats.Conn, cf *clientFlags) ([]string, erro
 	return hosts, nil
 }
 
+// syncTargets asks every sync service for its targets; problems name the
+// hosts that did not answer.
+func syncTargets(c *cobra.Command, nc *nats.Conn, cf *clientFlags) (targets []api.SyncTarget, problems []string, err error) {
+	hosts, err := syncHosts(c, nc, cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets = []api.SyncTarget{}
+	for _, h := range hosts {
+		var st struct {
+			Details api.SyncStatus `json:"details"`
+		}
+		ctx, cancel := cf.ctx(c.Context())
+		err := client.CallHost(ctx, nc, events.ServiceSync, h, api.Status, nil, &st)
+		cancel()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", h, err))
+			continue
+		}
+		targets = append(targets, st.Details.Targets...)
+	}
+	return targets, problems, nil
+}
+
+// watchSync prints, every interval, the progress of each transfer in
+// progress, until every target has nothing waiting.
+func watchSync(c *cobra.Command, nc *nats.Conn, cf *clientFlags, every time.Duration) error {
+	out := c.OutOrStdout()
+	last := map[string]int64{} // bytes sent, by target, at the last look
+	for {
+		targets, problems, err := syncTargets(c, nc, cf)
+		if err != nil {
+			return fmt.Errorf("sync status: %w", err)
+		}
+		waiting := 0
+		for _, t := range targets {
+			if t.Backlog == 0 {
+				continue
+			}
+			waiting++
+			line := fmt.Sprintf("%s %s -> %s: %d backups (%s) waiting", time.Now().Format("15:04:05"), t.From, t.Target, t.Backlog, humanBytes(t.BacklogBytes))
+			if t.Sending != "" && t.BytesTotal > 0 {
+				line += fmt.Sprintf("; %s %s of %s (%.0f%%)", t.Sending, humanBytes(t.BytesSent), humanBytes(t.BytesTotal), 100*float64(t.BytesSent)/float64(t.BytesTotal))
+				key := t.From + ">" + t.Target
+				if prev, ok := last[key]; ok && t.BytesSent >= prev {
+					rate := float64(t.BytesSent-prev) / every.Seconds()
+					line += fmt.Sprintf(", %s/s", humanBytes(int64(rate)))
+					if rate > 0 {
+						eta := time.Duration(float64(t.BytesTotal-t.BytesSent) / rate * float64(time.Second))
+						line += fmt.Sprintf(", about %s left", eta.Round(time.Second))
+					}
+				}
+				last[key] = t.BytesSent
+			}
+			if t.SendError {
+				line += "; SEND_ERROR: " + t.LastError
+			}
+			fmt.Fprintln(out, line)
+		}
+		for _, p := range problems {
+			fmt.Fprintln(out, "not answering:", p)
+		}
+		if waiting == 0 && len(problems) == 0 {
+			fmt.Fprintln(out, "every target holds every backup")
+			return nil
+		}
+		select {
+		case <-c.Context().Done():
+			return c.Context().Err()
+		case <-time.After(every):
+		}
+	}
+}
+
 func newSyncStatusCmd() *cobra.Command {
-	var cf clientFlags
+	var (
+		cf    clientFlags
+		watch time.Duration
+	)
 	c := &cobra.Command{
-		Use:     "status",
-		Short:   "Each target: its host, last synced backup, lag, backlog, last error, send_error",
-		Example: "  lifeboat sync status\n  lifeboat sync status --json",
+		Use:   "status [--json | --watch INTERVAL]",
+		Short: "Each target: its host, last synced backup, lag, backlog, transfer in progress, last error, send_error",
+		Long: `Each target a host ships to: its host, the sending host, the last backup
+synced there and its lag, the backlog (backups and bytes waiting), the
+transfer in progress (bytes sent of its total), the last error, and
+send_error (no progress within sync.stall_timeout).
+
+--watch prints, every INTERVAL, the progress of every transfer (bytes,
+percent, rate, time left) until every target holds every backup.`,
+		Example: "  lifeboat sync status\n  lifeboat sync status --json\n  lifeboat sync status --watch 2s",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if watch < 0 || (watch > 0 && cf.json) {
+				return usagef(c, "--watch takes a positive interval (e.g. 2s), without --json")
+			}
 			nc, _, err := cf.connect()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			hosts, err := syncHosts(c, nc, &cf)
+			if watch > 0 {
+				return watchSync(c, nc, &cf, watch)
+			}
+			targets, problems, err := syncTargets(c, nc, &cf)
 			if err != nil {
 				return fmt.Errorf("sync status: %w", err)
-			}
-			targets := []api.SyncTarget{}
-			var problems []string
-			for _, h := range hosts {
-				var st struct {
-					Details api.SyncStatus `json:"details"`
-				}
-				ctx, cancel := cf.ctx(c.Context())
-				err := client.CallHost(ctx, nc, events.ServiceSync, h, api.Status, nil, &st)
-				cancel()
-				if err != nil {
-					problems = append(problems, fmt.Sprintf("%s: %v", h, err))
-					continue
-				}
-				targets = append(targets, st.Details.Targets...)
 			}
 			if cf.json {
 				if err := printJSON(c.OutOrStdout(), targets); err != nil {
@@ -81,7 +157,7 @@ func newSyncStatusCmd() *cobra.Command {
 				}
 			} else {
 				w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "TARGET\tHOST\tFROM\tLAST BACKUP\tLAG\tBACKLOG\tSEND_ERROR\tLAST ERROR")
+				fmt.Fprintln(w, "TARGET\tHOST\tFROM\tLAST BACKUP\tLAG\tBACKLOG\tSENDING\tSEND_ERROR\tLAST ERROR")
 				for _, t := range targets {
 					last := t.LastBackup
 					if last == "" {
@@ -91,8 +167,12 @@ func newSyncStatusCmd() *cobra.Command {
 					if lastErr == "" {
 						lastErr = "-"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d (%s)\t%v\t%s\n", t.Target, t.Host, t.From, last,
-						(time.Duration(t.Lag) * time.Millisecond).Round(time.Millisecond), t.Backlog, humanBytes(t.BacklogBytes), t.SendError, lastErr)
+					sending := "-"
+					if t.Sending != "" && t.Backlog > 0 && t.BytesTotal > 0 {
+						sending = fmt.Sprintf("%s %.0f%% of %s", t.Sending, 100*float64(t.BytesSent)/float64(t.BytesTotal), humanBytes(t.BytesTotal))
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d (%s)\t%s\t%v\t%s\n", t.Target, t.Host, t.From, last,
+						(time.Duration(t.Lag) * time.Millisecond).Round(time.Millisecond), t.Backlog, humanBytes(t.BacklogBytes), sending, t.SendError, lastErr)
 				}
 				w.Flush()
 				if len(targets) == 0 {
@@ -106,6 +186,7 @@ func newSyncStatusCmd() *cobra.Command {
 		},
 	}
 	cf.add(c)
+	c.Flags().DurationVar(&watch, "watch", 0, "print every transfer's progress every INTERVAL until every target holds every backup")
 	return c
 }
 

@@ -54,12 +54,11 @@ func syncSpec(cfg Config) (service.Spec, error) {
 	if err != nil {
 		return service.Spec{}, err
 	}
-	dirs := map[string]string{}
-	for _, p := range plans {
-		dirs[p.Name] = p.Directory
-	}
 	sc := cfg.sync
-	sc.PlanDirs, sc.Instances = dirs, cfg.Instances
+	sc.Plans, sc.Instances = map[string]syncer.Plan{}, cfg.Instances
+	for _, p := range plans {
+		sc.Plans[p.Name] = syncer.Plan{Directory: p.Directory, Instance: p.Instance, Targets: p.Targets}
+	}
 	return syncer.Spec(sc)
 }
 

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -186,6 +187,16 @@ func (d *Dir) Put(ctx context.Context, chunks []target.Chunk) error {
 // manifest and renames it into place (backup.Place), then removes the
 // chunks it used and the staged chunks past GracePeriod.
 func (d *Dir) Commit(ctx context.Context, r target.Recipe) error {
+	return d.commit(ctx, r, "", nil)
+}
+
+// CommitFrom is Commit taking the hashed parts from the source backup src
+// on this host (target.Local), pacing each piece copied from it.
+func (d *Dir) CommitFrom(ctx context.Context, r target.Recipe, src string, pace func(ctx context.Context, n int) error) error {
+	return d.commit(ctx, r, src, pace)
+}
+
+func (d *Dir) commit(ctx context.Context, r target.Recipe, src string, pace func(ctx context.Context, n int) error) error {
 	if err := r.Check(); err != nil {
 		return err
 	}
@@ -208,13 +219,16 @@ func (d *Dir) Commit(ctx context.Context, r target.Recipe) error {
 	if err := d.removeTemp(); err != nil {
 		return err
 	}
-	err := backup.Place(ctx, d.path, r.Name, r.Manifest, func(ctx context.Context, tmp string) error {
+	err := backup.Place(ctx, d.path, r.Name, r.Manifest, func(ctx context.Context, tmp string) (map[string]string, error) {
+		sums := map[string]string{}
 		for _, f := range r.Files {
-			if err := d.assemble(ctx, r, f, tmp); err != nil {
-				return err
+			sum, err := d.assemble(ctx, r, f, tmp, src, pace)
+			if err != nil {
+				return nil, err
 			}
+			sums[f.Path] = sum
 		}
-		return applyModes(r.Manifest, tmp)
+		return sums, applyModes(r.Manifest, tmp)
 	})
 	if err != nil {
 		return fmt.Errorf("dir target %s: %w", d.path, err)
@@ -232,55 +246,182 @@ func (d *Dir) drop(r target.Recipe) {
 	d.collect()
 }
 
-// assemble writes file f of r under tmp from its parts.
-func (d *Dir) assemble(ctx context.Context, r target.Recipe, f target.File, tmp string) error {
+// assemble writes file f of r under tmp from its parts: a hashed part
+// from its staged chunk or, with src, from the same place of the same file
+// of the source backup src. It returns the file's hex SHA-256, read back
+// from the file as it is written, on another core (follow): the copy and
+// its verification overlap, where a second pass would add its time.
+func (d *Dir) assemble(ctx context.Context, r target.Recipe, f target.File, tmp, src string, pace func(ctx context.Context, n int) error) (string, error) {
 	if !fs.ValidPath(f.Path) || f.Path == "." || f.Path == backup.ManifestName {
-		return fmt.Errorf("recipe file %q is not a payload path", f.Path)
+		return "", fmt.Errorf("recipe file %q is not a payload path", f.Path)
 	}
 	p := filepath.Join(tmp, filepath.FromSlash(f.Path))
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
-		return err
+		return "", err
 	}
 	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer out.Close()
+	fl, err := follow(p)
+	if err != nil {
+		return "", err
+	}
+	defer fl.stop()
 	bases := map[string]*os.File{}
 	defer func() {
 		for _, b := range bases {
 			b.Close()
 		}
 	}()
+	var source *os.File
+	if src != "" {
+		if source, err = os.Open(filepath.Join(src, filepath.FromSlash(f.Path))); err != nil {
+			return "", fmt.Errorf("source backup: %w", err)
+		}
+		defer source.Close()
+	}
+	var off int64 // how much of f is written
+	written := func(n int64) {
+		off += n
+		fl.advance(off)
+	}
 	for _, part := range f.Parts {
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", err
+		}
+		if part.Path == "" && source != nil {
+			if err := copyRange(ctx, out, source, off, part.Length, pace, written); err != nil {
+				return "", fmt.Errorf("%s: from the source: %w", f.Path, err)
+			}
+			continue
 		}
 		if part.Path == "" {
 			if err := d.copyChunk(out, part); err != nil {
-				return err
+				return "", err
 			}
+			written(part.Length)
 			continue
 		}
 		b := bases[part.Path]
 		if b == nil {
 			if !fs.ValidPath(part.Path) || part.Path == "." {
-				return fmt.Errorf("recipe base file %q is not a payload path", part.Path)
+				return "", fmt.Errorf("recipe base file %q is not a payload path", part.Path)
 			}
 			if b, err = os.Open(filepath.Join(d.path, r.Base, filepath.FromSlash(part.Path))); err != nil {
-				return fmt.Errorf("%w: base %s: %v", target.ErrIncomplete, r.Base, err)
+				return "", fmt.Errorf("%w: base %s: %v", target.ErrIncomplete, r.Base, err)
 			}
 			bases[part.Path] = b
 		}
-		n, err := io.Copy(out, io.NewSectionReader(b, part.Offset, part.Length))
-		if err != nil {
-			return fmt.Errorf("%s: from base %s/%s: %w", f.Path, r.Base, part.Path, err)
-		}
-		if n != part.Length {
-			return fmt.Errorf("%w: base %s/%s ends before byte %d (it was altered)", target.ErrIncomplete, r.Base, part.Path, part.Offset+part.Length)
+		if err := copyRange(ctx, out, b, part.Offset, part.Length, nil, written); errors.Is(err, io.ErrUnexpectedEOF) {
+			return "", fmt.Errorf("%w: base %s/%s ends before byte %d (it was altered)", target.ErrIncomplete, r.Base, part.Path, part.Offset+part.Length)
+		} else if err != nil {
+			return "", fmt.Errorf("%s: from base %s/%s: %w", f.Path, r.Base, part.Path, err)
 		}
 	}
-	return out.Close()
+	// Durable while the follower finishes reading (Place's own fsync
+	// then finds nothing to write).
+	if err := out.Sync(); err != nil {
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return fl.sum()
+}
+
+// copyPiece is the most copyRange copies before it reports: the follower
+// hashes one piece while the next is copied.
+const copyPiece = 8 << 20
+
+// copyRange appends n bytes of from at off to out in pieces (of at most
+// 1 MiB when paced), telling written of each. out.ReadFrom of a file lets
+// the kernel copy (copy_file_range), as cp does. A from shorter than off+n
+// gives io.ErrUnexpectedEOF.
+func copyRange(ctx context.Context, out, from *os.File, off, n int64, pace func(ctx context.Context, n int) error, written func(int64)) error {
+	if _, err := from.Seek(off, io.SeekStart); err != nil {
+		return err
+	}
+	piece := int64(copyPiece)
+	if pace != nil {
+		piece = 1 << 20
+	}
+	for n > 0 {
+		k := min(piece, n)
+		if pace != nil {
+			if err := pace(ctx, int(k)); err != nil {
+				return err
+			}
+		}
+		got, err := out.ReadFrom(&io.LimitedReader{R: from, N: k})
+		if err != nil {
+			return err
+		}
+		if got != k {
+			return io.ErrUnexpectedEOF
+		}
+		written(k)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// follower hashes a file as it is written: told how far the file is
+// written, it reads it back up to there, in its own goroutine.
+type follower struct {
+	upto chan int64
+	done chan error
+	h    hash.Hash
+	once sync.Once
+}
+
+func follow(path string) (*follower, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fl := &follower{upto: make(chan int64, 1024), done: make(chan error, 1), h: sha256.New()}
+	go func() {
+		defer f.Close()
+		buf := make([]byte, 1<<20)
+		var at int64
+		var err error
+		for n := range fl.upto {
+			for err == nil && at < n {
+				k, rerr := f.ReadAt(buf[:min(int64(len(buf)), n-at)], at)
+				fl.h.Write(buf[:k])
+				at += int64(k)
+				if rerr != nil && !(rerr == io.EOF && at == n) {
+					err = rerr
+				}
+			}
+		}
+		fl.done <- err
+	}()
+	return fl, nil
+}
+
+func (fl *follower) advance(n int64) { fl.upto <- n }
+
+// stop ends the follower (idempotent); sum calls it.
+func (fl *follower) stop() {
+	fl.once.Do(func() {
+		close(fl.upto)
+		fl.done <- <-fl.done // keep the result for sum
+	})
+}
+
+// sum is the hex SHA-256 of what was written.
+func (fl *follower) sum() (string, error) {
+	fl.stop()
+	if err := <-fl.done; err != nil {
+		return "", fmt.Errorf("read back: %w", err)
+	}
+	return hex.EncodeToString(fl.h.Sum(nil)), nil
 }
 
 // copyChunk appends a staged chunk, checked against its hash: a corrupt
@@ -379,4 +520,4 @@ func applyModes(manifest []byte, tmp string) error {
 	return nil
 }
 
-var _ target.Target = (*Dir)(nil)
+var _ target.Local = (*Dir)(nil)

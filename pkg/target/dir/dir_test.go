@@ -3,9 +3,12 @@ package dir_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/chunk"
@@ -17,8 +20,10 @@ import (
 func TestConformance(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "standby", "backups")
 	targettest.Run(t, targettest.Kind{
-		Open:          func(t *testing.T) target.Target { return dir.New(path, "db") },
-		OpenOtherPlan: func(t *testing.T) target.Target { return dir.New(path, "static") },
+		// As the receiving end of a remote target uses it: chunks
+		// staged by Put (staged hides CommitFrom, which Send would use).
+		Open:          func(t *testing.T) target.Target { return staged{dir.New(path, "db")} },
+		OpenOtherPlan: func(t *testing.T) target.Target { return staged{dir.New(path, "static")} },
 		Check: func(t *testing.T, srcDir, name string) {
 			t.Helper()
 			// Reading only the target's disk, as a restore would.
@@ -51,6 +56,104 @@ func TestConformance(t *testing.T) {
 	left, _ := os.ReadDir(filepath.Join(path, dir.StateDir, "chunks"))
 	if len(left) != 0 {
 		t.Errorf("%d chunks left staged after every transfer committed", len(left))
+	}
+}
+
+// staged is a dir target seen as a target.Target only.
+type staged struct{ target.Target }
+
+// TestLocalCopy: a dir target on this host copies from the source backup
+// itself (target.Local): a first copy is each file whole, byte-identical;
+// the next after 1% of pages rewritten copies about 1% from the source
+// and the rest from its base; a full backup copies everything; a paced
+// copy is paced; a copy cancelled half-way leaves nothing listed.
+func TestLocalCopy(t *testing.T) {
+	ctx := context.Background()
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "usb", "db")
+	const pages = 2048
+	db := make([]byte, pages*4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range db {
+		db[i] = byte(rng.Uint32())
+	}
+	copy(db, "SQLite format 3\x00")
+	binary.BigEndian.PutUint16(db[16:], 4096)
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)
+	take := func() string {
+		at = at.Add(time.Hour)
+		name, _, err := backup.Write(ctx, src, backup.Manifest{Instance: "app", Plan: "db", StoreKind: "sqlite", Kind: backup.KindHash, TakenAt: at},
+			func(ctx context.Context, dir string) (backup.Info, error) {
+				return backup.Info{ConsistentAt: at}, os.WriteFile(filepath.Join(dir, "store.db"), db, 0o600)
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	same := func(name string) {
+		t.Helper()
+		if _, err := backup.Verify(ctx, dst, name); err != nil {
+			t.Fatal(err)
+		}
+		a, _ := os.ReadFile(filepath.Join(src, name, "store.db"))
+		b, _ := os.ReadFile(filepath.Join(dst, name, "store.db"))
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s differs from the source's", name)
+		}
+	}
+	tg := dir.New(dst, "db")
+	first := take()
+	st, err := target.Send(ctx, tg, src, first, "", target.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BytesSent != st.BytesTotal || st.ChunksTotal != 1 {
+		t.Errorf("first copy %+v: want the file whole", st)
+	}
+	same(first)
+
+	for range pages / 100 {
+		p := 1 + rng.IntN(pages-1)
+		for i := p * 4096; i < (p+1)*4096; i++ {
+			db[i] = byte(rng.Uint32())
+		}
+	}
+	second := take()
+	st, err = target.Send(ctx, tg, src, second, first, target.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pct := 100 * float64(st.BytesSent) / float64(st.BytesTotal); pct > 1.5 || pct == 0 {
+		t.Errorf("1%% of pages rewritten: %d of %d bytes from the source (%.2f%%), want about 1%%", st.BytesSent, st.BytesTotal, pct)
+	}
+	same(second)
+
+	third := take()
+	paced := 0
+	st, err = target.Send(ctx, tg, src, third, second, target.SendOptions{Full: true, Pace: func(ctx context.Context, n int) error {
+		paced += n
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BytesSent != st.BytesTotal || int64(paced) != st.BytesTotal {
+		t.Errorf("full copy %+v, %d bytes paced: want everything copied and paced", st, paced)
+	}
+	same(third)
+
+	fourth := take()
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = target.Send(cctx, tg, src, fourth, "", target.SendOptions{Pace: func(ctx context.Context, n int) error {
+		cancel() // the process stops half-way
+		return ctx.Err()
+	}})
+	if err == nil {
+		t.Fatal("a cancelled copy succeeded")
+	}
+	held, _ := tg.List(ctx)
+	if len(held) != 3 {
+		t.Fatalf("after a cancelled copy the target lists %v", held)
 	}
 }
 

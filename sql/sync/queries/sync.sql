@@ -36,3 +36,7 @@ SELECT t.name, t.host, t.last_plan, t.last_backup, t.last_synced_at, t.last_lag_
        CAST((SELECT COALESCE(SUM(p.bytes), 0) FROM pending p WHERE p.target = t.name) AS INTEGER) AS backlog_bytes,
        CAST(COALESCE((SELECT p.backup FROM pending p WHERE p.target = t.name ORDER BY p.enqueued_at, p.backup LIMIT 1), '') AS TEXT) AS oldest
 FROM targets t ORDER BY t.name;
+
+-- name: PendingCount :one
+-- How many backups of a plan wait for a target.
+SELECT COUNT(*) FROM pending WHERE target = ? AND plan = ?;

@@ -99,6 +99,23 @@ func (q *Queries) PendingAdd(ctx context.Context, arg PendingAddParams) error {
 	return err
 }
 
+const pendingCount = `-- name: PendingCount :one
+SELECT COUNT(*) FROM pending WHERE target = ? AND plan = ?
+`
+
+type PendingCountParams struct {
+	Target string
+	Plan   string
+}
+
+// How many backups of a plan wait for a target.
+func (q *Queries) PendingCount(ctx context.Context, arg PendingCountParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, pendingCount, arg.Target, arg.Plan)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const pendingDelete = `-- name: PendingDelete :exec
 DELETE FROM pending WHERE target = ? AND plan = ? AND backup = ?
 `
