@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/chunk"
@@ -155,6 +156,9 @@ func cut(ctx context.Context, root, rel string, first bool, fn func(chunk.Ref)) 
 	})
 }
 
+// InFlight is how many Puts Send keeps in flight.
+const InFlight = 4
+
 // SendOptions tune Send.
 type SendOptions struct {
 	// Batch is the most chunk bytes one Put carries (default 512 KiB: a
@@ -249,26 +253,54 @@ func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) 
 			f.Close()
 		}
 	}()
-	var batch []Chunk
-	size := 0
+	// Puts go out up to InFlight at a time: the target answers them one
+	// after the other, and the next is on the wire meanwhile.
+	var (
+		batch  []Chunk
+		size   int
+		mu     sync.Mutex // st and putErr, while Puts are in flight
+		putErr error
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, InFlight)
+	)
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return putErr
+	}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
+		}
+		if err := failed(); err != nil {
+			return err
 		}
 		if o.Pace != nil {
 			if err := o.Pace(ctx, size); err != nil {
 				return err
 			}
 		}
-		if err := t.Put(ctx, batch); err != nil {
-			return err
-		}
-		st.BytesSent += int64(size)
-		st.ChunksSent += int64(len(batch))
-		if o.Progress != nil {
-			o.Progress(st.BytesSent, st.BytesTotal)
-		}
-		batch, size = batch[:0], 0
+		chunks, n := batch, size
+		batch, size = nil, 0
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			err := t.Put(ctx, chunks)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if putErr == nil {
+					putErr = err
+				}
+				return
+			}
+			st.BytesSent += int64(n)
+			st.ChunksSent += int64(len(chunks))
+			if o.Progress != nil {
+				o.Progress(st.BytesSent, st.BytesTotal)
+			}
+		}()
 		return nil
 	}
 	for _, h := range missing {
@@ -276,23 +308,31 @@ func Send(ctx context.Context, t Target, dir, name, base string, o SendOptions) 
 		f := files[loc.Path]
 		if f == nil {
 			if f, err = os.Open(filepath.Join(dir, name, filepath.FromSlash(loc.Path))); err != nil {
+				wg.Wait()
 				return st, fmt.Errorf("source backup %s: %w", name, err)
 			}
 			files[loc.Path] = f
 		}
 		data := make([]byte, loc.Length)
 		if _, err := f.ReadAt(data, loc.Offset); err != nil && err != io.EOF {
+			wg.Wait()
 			return st, fmt.Errorf("source backup %s: %s: %w", name, loc.Path, err)
 		}
 		if size+len(data) > o.Batch {
 			if err := flush(); err != nil {
+				wg.Wait()
 				return st, err
 			}
 		}
 		batch = append(batch, Chunk{Hash: h, Data: data})
 		size += len(data)
 	}
-	if err := flush(); err != nil {
+	err = flush()
+	wg.Wait()
+	if err == nil {
+		err = failed()
+	}
+	if err != nil {
 		return st, err
 	}
 	return st, t.Commit(ctx, r)

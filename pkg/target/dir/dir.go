@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"lifeboat.dev/pkg/backup"
@@ -230,6 +231,9 @@ func (d *Dir) commit(ctx context.Context, r target.Recipe, src string, pace func
 		}
 		return sums, applyModes(r.Manifest, tmp)
 	})
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("dir target %s: the disk is full: free space there or point the target at a larger disk; nothing of %s was kept: %w", d.path, r.Name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("dir target %s: %w", d.path, err)
 	}

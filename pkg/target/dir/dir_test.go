@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +20,7 @@ import (
 	"lifeboat.dev/pkg/target"
 	"lifeboat.dev/pkg/target/dir"
 	"lifeboat.dev/pkg/target/targettest"
+	"lifeboat.dev/pkg/testtool"
 )
 
 func TestConformance(t *testing.T) {
@@ -163,4 +169,49 @@ func paths(m backup.Manifest) []string {
 		out = append(out, f.Path)
 	}
 	return out
+}
+
+// TestFullDisk: a target whose disk fills up fails the transfer saying so,
+// staged or copied, keeps no partial backup, and takes the backup once
+// there is room.
+func TestFullDisk(t *testing.T) {
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		testtool.Missing(t, fmt.Sprintf("mounting a small tmpfs to fill needs root (mount: %v: %s)", err, out))
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", mnt).Run() })
+	ctx := context.Background()
+	src := t.TempDir()
+	payload := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{3}).Read(payload)
+	name, _, err := backup.Write(ctx, src, backup.Manifest{Instance: "app", Plan: "db", StoreKind: "files", Kind: backup.KindHash, TakenAt: time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)},
+		func(ctx context.Context, dir string) (backup.Info, error) {
+			return backup.Info{ConsistentAt: time.Now()}, os.WriteFile(filepath.Join(dir, "data.bin"), payload, 0o600)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(mnt, "db")
+	for _, tc := range []struct {
+		kind string
+		tg   target.Target
+	}{{"staged", staged{dir.New(path, "db")}}, {"copied", dir.New(path, "db")}} {
+		_, err := target.Send(ctx, tc.tg, src, name, "", target.SendOptions{})
+		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "disk") {
+			t.Fatalf("%s onto a full disk: %v; want ENOSPC, saying the disk is full", tc.kind, err)
+		}
+		t.Logf("%s: %v", tc.kind, err)
+		if held, err := tc.tg.List(ctx); err != nil || len(held) != 0 {
+			t.Fatalf("%s: after a full disk the target lists %v (%v)", tc.kind, held, err)
+		}
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=16m", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+	if _, err := target.Send(ctx, dir.New(path, "db"), src, name, "", target.SendOptions{}); err != nil {
+		t.Fatalf("with room again: %v", err)
+	}
+	if _, err := backup.Verify(ctx, path, name); err != nil {
+		t.Fatal(err)
+	}
 }
