@@ -17,9 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
-	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/bus"
 	"lifeboat.dev/pkg/storekind/files"
@@ -440,17 +438,8 @@ func serveTarget(nc *nats.Conn, dirs map[string]*dir.Dir) error {
 		}
 		return nil, fmt.Errorf("no target %q of plan %q here", name, plan)
 	}}
-	svc, err := micro.AddService(nc, micro.Config{Name: "lifeboat-sync", Version: "0.0.1"})
-	if err != nil {
-		return err
-	}
-	g := svc.AddGroup(events.HostAPISubject(events.ServiceSync, "h2", ""), micro.WithGroupQueueGroupDisabled())
-	for _, ep := range s.Endpoints() {
-		if err := g.AddEndpoint(ep.Name, ep.Handler); err != nil {
-			return err
-		}
-	}
-	return nc.Flush()
+	_, err := remote.Serve(nc, "h2", s)
+	return err
 }
 
 func fillRandom(rng *rand.Rand, b []byte) {

@@ -284,7 +284,6 @@ func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *event
 	if !s.ships(ev.Host, ev.Instance) || ev.Dir == "" {
 		return nil
 	}
-	q := db.New(tx)
 	now := d.Timestamp // handlers take time from the event, not the host's clock
 	dests, unknown := s.destinations(ev.Targets, ev.Instance, ev.Host)
 	for _, name := range unknown {
@@ -296,19 +295,27 @@ func (s *Service) handleBackupTaken(ctx context.Context, tx *store.Tx, ev *event
 		}
 	}
 	for _, j := range dests {
-		if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: j.Target, Host: s.where(&j), Now: now.UnixMilli()}); err != nil {
-			return err
-		}
-		if err := q.PendingAdd(ctx, db.PendingAddParams{Target: j.Target, Plan: ev.Plan, Backup: ev.Backup, Bytes: ev.Bytes, EnqueuedAt: now.UnixMilli()}); err != nil {
-			return err
-		}
 		j.Op, j.Plan, j.Instance, j.Backup, j.Dir = "send", ev.Plan, ev.Instance, ev.Backup, ev.Dir
 		j.Kind, j.Bytes, j.ConsistentAt = string(ev.Kind), ev.Bytes, ev.ConsistentAt
-		if _, err := tx.Enqueue(ctx, store.Work{ID: "send:" + d.ID + ":" + j.Target, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j}); err != nil {
+		if err := s.enqueueSend(ctx, tx, "send:"+d.ID+":"+j.Target, j, now); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// enqueueSend queues transfer j (id names it once) and counts it in its
+// target's backlog.
+func (s *Service) enqueueSend(ctx context.Context, tx *store.Tx, id string, j shipJob, now time.Time) error {
+	q := db.New(tx)
+	if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: j.Target, Host: s.where(&j), Now: now.UnixMilli()}); err != nil {
+		return err
+	}
+	if err := q.PendingAdd(ctx, db.PendingAddParams{Target: j.Target, Plan: j.Plan, Backup: j.Backup, Bytes: j.Bytes, EnqueuedAt: now.UnixMilli()}); err != nil {
+		return err
+	}
+	_, err := tx.Enqueue(ctx, store.Work{ID: id, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j})
+	return err
 }
 
 func (s *Service) handleBackupPruned(ctx context.Context, tx *store.Tx, ev *events.BackupPruned, d service.Delivery) error {
@@ -553,17 +560,8 @@ func (s *Service) reconcilePlan(ctx context.Context, name string, p Plan) error 
 			continue
 		}
 		s.rt.Logger.InfoContext(ctx, "target lacks the plan's newest backup; shipping it", slog.String("plan", name), slog.String("target", j.Target), slog.String("backup", newest))
-		now := time.Now()
 		err = s.rt.DB.Update(ctx, func(tx *store.Tx) error {
-			q := db.New(tx)
-			if err := q.TargetEnsure(ctx, db.TargetEnsureParams{Name: j.Target, Host: s.where(&j), Now: now.UnixMilli()}); err != nil {
-				return err
-			}
-			if err := q.PendingAdd(ctx, db.PendingAddParams{Target: j.Target, Plan: name, Backup: newest, Bytes: m.TotalBytes, EnqueuedAt: now.UnixMilli()}); err != nil {
-				return err
-			}
-			_, err := tx.Enqueue(ctx, store.Work{ID: "reconcile:" + j.Target + ":" + name + ":" + newest, Kind: workShip, Key: j.Target, Owner: service.OwnerHost(s.host()), Payload: j})
-			return err
+			return s.enqueueSend(ctx, tx, "reconcile:"+j.Target+":"+name+":"+newest, j, time.Now())
 		})
 		if err != nil {
 			return err

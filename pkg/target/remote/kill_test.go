@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
-	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/target"
@@ -63,19 +61,7 @@ func runReceiver() int {
 		}
 		return d, nil
 	}}
-	svc, err := micro.AddService(nc, micro.Config{Name: "lifeboat-sync", Version: "0.0.1"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	g := svc.AddGroup(events.HostAPISubject(events.ServiceSync, "h2", ""), micro.WithGroupQueueGroupDisabled())
-	for _, ep := range s.Endpoints() {
-		if err := g.AddEndpoint(ep.Name, ep.Handler); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
-		}
-	}
-	if err := nc.Flush(); err != nil {
+	if _, err := remote.Serve(nc, "h2", s); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}

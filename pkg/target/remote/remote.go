@@ -106,6 +106,24 @@ func (s *Server) Endpoints() []Endpoint {
 	}
 }
 
+// Serve answers host's target endpoints on nc with s, as host's sync
+// service does, for a program without the service runtime (tests, make
+// bench). Stopping the returned service stops it.
+func Serve(nc *nats.Conn, host string, s *Server) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{Name: "lifeboat-" + events.ServiceSync, Version: "0.0.1"})
+	if err != nil {
+		return nil, err
+	}
+	g := svc.AddGroup(events.HostAPISubject(events.ServiceSync, host, ""), micro.WithGroupQueueGroupDisabled())
+	for _, ep := range s.Endpoints() {
+		if err := g.AddEndpoint(ep.Name, ep.Handler); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	return svc, nc.Flush()
+}
+
 func (s *Server) decode(req micro.Request) (request, *dir.Dir, bool) {
 	var r request
 	if err := json.Unmarshal(req.Data(), &r); err != nil || r.Plan == "" {

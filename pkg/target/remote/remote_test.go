@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
-	"lifeboat.dev/events"
 	"lifeboat.dev/pkg/backup"
 	"lifeboat.dev/pkg/bustest"
 	"lifeboat.dev/pkg/chunk"
@@ -35,17 +33,11 @@ func receiver(t *testing.T, nc *nats.Conn, root string) {
 		}
 		return dir.New(filepath.Join(root, "app"), plan), nil
 	}}
-	svc, err := micro.AddService(nc, micro.Config{Name: "lifeboat-sync", Version: "0.0.1"})
+	svc, err := remote.Serve(nc, "h2", s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
-	g := svc.AddGroup(events.HostAPISubject(events.ServiceSync, "h2", ""), micro.WithGroupQueueGroupDisabled())
-	for _, ep := range s.Endpoints() {
-		if err := g.AddEndpoint(ep.Name, ep.Handler); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func TestConformance(t *testing.T) {
