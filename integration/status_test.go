@@ -20,6 +20,7 @@ import (
 
 	"lifeboat.dev/events"
 	"lifeboat.dev/events/api"
+	"lifeboat.dev/pkg/client"
 	"lifeboat.dev/pkg/hosttest"
 	"lifeboat.dev/pkg/testtool"
 )
@@ -162,9 +163,26 @@ func TestStatusAndReadyzAcrossHosts(t *testing.T) {
 	})
 
 	t.Run("StatusAfterKill", func(t *testing.T) {
+		nc := c.Hosts[0].Connect(t)
+		// Status names a host that is gone from volume-monitor's table of
+		// the hosts it has heard: wait until it has heard h3 (CI saw h3
+		// killed while h1's volume-monitor was still starting its
+		// consumer, and a host no volume-monitor heard before it died is
+		// unknown to the control plane).
+		testtool.WaitFor(t, 30*time.Second, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var known []api.Host
+			if err := client.Call(ctx, nc, events.ServiceVolumeMonitor, api.Hosts, nil, &known); err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(known, func(h api.Host) bool { return h.Host == "h3" }) {
+				return fmt.Errorf("volume-monitor knows %+v, not yet h3", known)
+			}
+			return nil
+		})
 		c.Kill(2)
 		// A message only the two survivors hold puts h3 behind.
-		nc := c.Hosts[0].Connect(t)
 		js, err := jetstream.New(nc)
 		if err != nil {
 			t.Fatal(err)
