@@ -207,7 +207,18 @@ func (hv *hostView) removePeerNode(ctx context.Context, r removePeerRequest) (re
 		reply.Overrode = signs
 	}
 
-	before, err := streamPeers(ctx, b.JS)
+	// Listing is read-only, so it is retried while the streams elect
+	// leaders after the peer died (CI saw the first try time out).
+	var before map[string]streamPlacement
+	for patience := time.Now().Add(auditPatience); ; {
+		if before, err = streamPeers(ctx, b.JS); err == nil || ctx.Err() != nil || time.Now().After(patience) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return reply, "503", fmt.Errorf("cannot list the streams: %w (JetStream needs a quorum: a majority of the nodes must run)", err)
 	}
