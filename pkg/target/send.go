@@ -59,18 +59,28 @@ type Stats struct {
 	ChunksSent, ChunksTotal int64
 }
 
-// Build makes the recipe of backup name in dir: each file cut into chunks
-// (ParamsFor; FirstCopy with no base), a chunk found in base (a backup of dir the target holds
-// too; "" for none) named by its place there, runs of them merged, the
-// rest by hash. It returns where each hashed chunk is in the source.
-func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]Loc, error) {
+// sourceManifest reads and parses backup name's MANIFEST.json in dir.
+func sourceManifest(dir, name string) ([]byte, backup.Manifest, error) {
 	manifest, err := os.ReadFile(filepath.Join(dir, name, backup.ManifestName))
 	if err != nil {
-		return Recipe{}, nil, fmt.Errorf("source backup %s: %w", name, err)
+		return nil, backup.Manifest{}, fmt.Errorf("source backup %s: %w", name, err)
 	}
 	m, err := backup.ParseManifest(manifest)
 	if err != nil {
-		return Recipe{}, nil, fmt.Errorf("source backup %s: %w", name, err)
+		return nil, backup.Manifest{}, fmt.Errorf("source backup %s: %w", name, err)
+	}
+	return manifest, m, nil
+}
+
+// Build makes the recipe of backup name in dir: each file cut into chunks
+// (ParamsFor; FirstCopy with no base), a chunk found in base (a backup of
+// dir the target holds too; "" for none) named by its place there, runs of
+// them merged, the rest by hash. It returns where each hashed chunk is in
+// the source.
+func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]Loc, error) {
+	manifest, m, err := sourceManifest(dir, name)
+	if err != nil {
+		return Recipe{}, nil, err
 	}
 	inBase := map[chunk.Hash]Loc{}
 	if base != "" {
@@ -121,13 +131,9 @@ func Build(ctx context.Context, dir, name, base string) (Recipe, map[chunk.Hash]
 // wholeFiles is the recipe of backup name of dir as its files whole, a
 // part each, for a Local target and no base.
 func wholeFiles(dir, name string) (Recipe, error) {
-	manifest, err := os.ReadFile(filepath.Join(dir, name, backup.ManifestName))
+	manifest, m, err := sourceManifest(dir, name)
 	if err != nil {
-		return Recipe{}, fmt.Errorf("source backup %s: %w", name, err)
-	}
-	m, err := backup.ParseManifest(manifest)
-	if err != nil {
-		return Recipe{}, fmt.Errorf("source backup %s: %w", name, err)
+		return Recipe{}, err
 	}
 	r := Recipe{Name: name, Manifest: manifest}
 	for _, f := range m.Files {
